@@ -1,0 +1,476 @@
+"""GoogLeNet (Inception v1) in Keras 3.
+
+Reference:
+    Szegedy, Liu, Jia, Sermanet, Reed, Anguelov, Erhan, Vanhoucke, Rabinovich.
+    "Going Deeper with Convolutions". CVPR 2015. https://arxiv.org/abs/1409.4842
+
+The architecture is data: `PAPER_BLOCKS` is the paper's Table 1 (one channel tuple
+per Inception block), `STAGES` says which blocks share a resolution, and
+`inception_block` builds any row of the table. Everything here is pure Keras 3
+(`keras.layers`, `keras.ops`) and runs on the TensorFlow, JAX and PyTorch backends.
+"""
+
+import os
+
+import keras
+from keras import layers
+
+from keras_googlenet.layers import LocalResponseNormalization
+
+#: Names of the nine Inception blocks, in order.
+BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
+
+#: Column names of a row of the block table.
+BLOCK_FIELDS = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
+
+#: Table 1 of the paper: for each block, (#1x1, #3x3 reduce, #3x3, #5x5 reduce,
+#: #5x5, pool proj). A block's output has #1x1 + #3x3 + #5x5 + pool proj channels.
+PAPER_BLOCKS = (
+    (64, 96, 128, 16, 32, 32),  # 3a -> 256
+    (128, 128, 192, 32, 96, 64),  # 3b -> 480
+    (192, 96, 208, 16, 48, 64),  # 4a -> 512
+    (160, 112, 224, 24, 64, 64),  # 4b -> 512
+    (128, 128, 256, 24, 64, 64),  # 4c -> 512
+    (112, 144, 288, 32, 64, 64),  # 4d -> 528
+    (256, 160, 320, 32, 128, 128),  # 4e -> 832
+    (256, 160, 320, 32, 128, 128),  # 5a -> 832
+    (384, 192, 384, 48, 128, 128),  # 5b -> 1024
+)
+
+#: Blocks grouped by resolution; a 3x3/2 max pool sits between consecutive stages.
+STAGES = (("3a", "3b"), ("4a", "4b", "4c", "4d", "4e"), ("5a", "5b"))
+
+#: Auxiliary classifiers: head name -> the block whose output feeds it.
+AUX_HEADS = {"aux1": "4a", "aux2": "4d"}
+
+#: Smallest input side each stem accepts: the one at which the auxiliary heads
+#: (stage 4) still see a 4x4 feature map.
+MIN_INPUT_SIZE = {"imagenet": 64, "cifar": 16}
+
+#: Input side used when neither `input_shape` nor `input_tensor` is given.
+DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+
+# Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
+# Keras's 0.99, so the moving statistics track short CIFAR-scale runs; epsilon
+# 1e-3 as in torchvision's GoogLeNet.
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-3
+
+
+def _scale(channels, width):
+    """Scales a channel count by `width`, keeping at least one channel."""
+    return max(1, int(round(channels * width)))
+
+
+def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
+    """Convolution ("same" padding) + optional BatchNorm + ReLU.
+
+    With `batch_norm=True` the convolution has no bias (BatchNorm's offset
+    replaces it); with `batch_norm=False` it has one, as in the 2014 network.
+    The convolution layer is called `name`, the others `name_bn` and `name_relu`.
+    """
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=not batch_norm,
+        # Departure from the paper (which predates it): He initialisation, the
+        # standard for ReLU networks trained from scratch.
+        kernel_initializer="he_normal",
+        name=name,
+    )(x)
+    if batch_norm:
+        x = layers.BatchNormalization(
+            axis=_channel_axis(), momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
+        )(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def inception_block(x, channels, *, batch_norm=True, name):
+    """One Inception module (Figure 2b of the paper).
+
+    Four branches concatenated on the channel axis: a 1x1 convolution; a 1x1
+    reduction then a 3x3 convolution; a 1x1 reduction then a 5x5 convolution;
+    a 3x3/1 max pool then a 1x1 projection.
+
+    Args:
+        x: Input feature map.
+        channels: `(#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)`,
+            one row of the block table.
+        batch_norm: Whether every convolution is followed by BatchNorm.
+        name: Block name, e.g. `"inception_3a"`; the concatenation (the block's
+            output) carries this name, the branches are `name_1x1`,
+            `name_3x3_reduce`, `name_3x3`, `name_5x5_reduce`, `name_5x5`,
+            `name_pool` and `name_pool_proj`.
+
+    Returns:
+        The block's output, with #1x1 + #3x3 + #5x5 + pool proj channels.
+    """
+    c1, c3r, c3, c5r, c5, cp = channels
+    conv = lambda t, f, k, n: conv_block(t, f, k, batch_norm=batch_norm, name=f"{name}_{n}")
+    branch1 = conv(x, c1, 1, "1x1")
+    branch3 = conv(conv(x, c3r, 1, "3x3_reduce"), c3, 3, "3x3")
+    # A real 5x5 convolution, as in the paper (torchvision's GoogLeNet uses 3x3 here).
+    branch5 = conv(conv(x, c5r, 1, "5x5_reduce"), c5, 5, "5x5")
+    pooled = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    branch_pool = conv(pooled, cp, 1, "pool_proj")
+    return layers.Concatenate(axis=_channel_axis(), name=name)(
+        [branch1, branch3, branch5, branch_pool]
+    )
+
+
+def auxiliary_head(
+    x, classes, *, width, batch_norm, dropout, head_dtype, classifier_activation=None, name
+):
+    """An auxiliary classifier (Section 5 of the paper).
+
+    5x5/3 average pool, 1x1 convolution with 128 filters, fully connected layer
+    with 1024 units and ReLU, dropout 0.7, linear layer to `classes`.
+
+    Departure from the paper for small inputs: the paper's 5x5/3 pool turns the
+    14x14 stage-4 map of a 224x224 input into 4x4. When the map is smaller than
+    14x14 (inputs under 224 with the ImageNet stem, under 28 with the CIFAR stem)
+    that pool would leave less than 4x4, so the head pools adaptively to 4x4
+    instead (`keras.layers.AdaptiveAveragePooling2D`) and keeps the paper's
+    128 x 4 x 4 = 2048 inputs to the fully connected layer.
+    """
+    spatial = _spatial_shape(x)
+    if min(spatial) >= 14:
+        x = layers.AveragePooling2D(5, strides=3, padding="valid", name=f"{name}_pool")(x)
+    else:
+        x = layers.AdaptiveAveragePooling2D(4, name=f"{name}_pool")(x)
+    x = conv_block(x, _scale(128, width), 1, batch_norm=batch_norm, name=f"{name}_conv")
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(_scale(1024, width), activation="relu", name=f"{name}_fc")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.Dense(classes, activation=classifier_activation, dtype=head_dtype, name=name)(x)
+
+
+def GoogLeNet(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation=None,
+    aux_logits=True,
+    batch_norm=True,
+    dropout=0.4,
+    aux_dropout=0.7,
+    stem="imagenet",
+    width=1.0,
+    blocks=None,
+    include_preprocessing=True,
+    name="googlenet",
+):
+    """Instantiates the GoogLeNet (Inception v1) architecture.
+
+    Reference:
+        Szegedy et al., "Going Deeper with Convolutions", CVPR 2015.
+        https://arxiv.org/abs/1409.4842
+
+    Input convention: the model takes raw RGB pixels in [0, 255] (any float or
+    integer dtype) and scales them to [-1, 1] itself with a `Rescaling` layer
+    named `rescaling`, so the same model (and its SavedModel / TFLite exports)
+    works on decoded images directly. `preprocess_input` is therefore the
+    identity, kept for keras.applications compatibility. With
+    `include_preprocessing=False` the rescaling layer is left out and inputs
+    must already be in [-1, 1] (`x / 127.5 - 1`).
+
+    With `include_top=True` and `aux_logits=True` the model has three outputs,
+    named and ordered `aux1`, `aux2`, `main`, to be trained with loss weights
+    0.3, 0.3, 1.0 as in the paper, e.g.
+    `model.compile(loss=..., loss_weights={"aux1": 0.3, "aux2": 0.3, "main": 1.0})`.
+    With `aux_logits=False` it has a single output, `main`. Use
+    `inference_model(model)` to deploy only the main head.
+
+    The output of every Inception block is a layer named `inception_3a` ...
+    `inception_5b`, so features can be tapped with `model.get_layer(...)`.
+
+    Departures from the paper, each also commented where it happens:
+        - `batch_norm=True` (default) puts BatchNorm after every convolution
+          (bias-free convolutions) and drops local response normalization;
+          `batch_norm=False` is the 2014 network, with biases and LRN.
+        - `stem="cifar"` replaces the paper's stem (total stride 8) with a single
+          3x3 convolution to 192 channels and no pooling, so 32x32 inputs reach
+          the Inception stages at 32x32, 16x16 and 8x8.
+        - The auxiliary heads pool adaptively to 4x4 when the stage-4 feature
+          map is smaller than 14x14 (see `auxiliary_head`).
+        - Convolutions use He-normal initialisation.
+
+    Args:
+        include_top: Whether to include the classifier heads (the main head and,
+            with `aux_logits`, the two auxiliary ones). Without them the model
+            returns the `inception_5b` features (optionally pooled).
+        weights: `None` (random initialisation) or the path to a weights file
+            (`.weights.h5` or `.keras`) saved from a GoogLeNet of the same
+            configuration. No pretrained ImageNet weights are distributed.
+        input_tensor: Optional Keras tensor (output of `keras.Input()`) to use as
+            the image input.
+        input_shape: Optional shape tuple, e.g. `(224, 224, 3)`. Defaults to
+            224x224 for the ImageNet stem and 32x32 for the CIFAR stem. Sides must
+            be at least 64 (ImageNet stem) or 16 (CIFAR stem); they may be `None`
+            when there are no auxiliary heads.
+        pooling: Feature pooling when `include_top=False`: `None` (4D feature
+            map), `"avg"` or `"max"` (2D). With `include_top=True` only `None`
+            or `"avg"` (what the head does anyway) are accepted.
+        classes: Number of classes, at least 1.
+        classifier_activation: Activation of the classifier outputs. `None`
+            (default) returns logits, so losses use `from_logits=True`;
+            `"softmax"` returns probabilities.
+        aux_logits: Whether to add the two auxiliary classifiers after 4a and
+            4d. Only used with `include_top=True`.
+        batch_norm: BatchNorm after every convolution (default), or the 2014
+            network with LRN.
+        dropout: Dropout rate before the main classifier (paper: 0.4).
+        aux_dropout: Dropout rate in the auxiliary heads (paper: 0.7).
+        stem: `"imagenet"` (the paper's) or `"cifar"` (for 32x32 inputs).
+        width: Multiplier applied to every channel count (stem, blocks, auxiliary
+            heads); counts are rounded to the nearest integer, at least 1.
+        blocks: Table of the nine Inception blocks' channel tuples, rows in the
+            order of `BLOCK_NAMES`, columns as in `BLOCK_FIELDS`. Defaults to the
+            paper's Table 1 (`PAPER_BLOCKS`). `width` applies on top of it.
+        include_preprocessing: Whether the model scales raw [0, 255] pixels to
+            [-1, 1] itself (default) or expects scaled inputs.
+        name: Model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: For any invalid argument; the message names the value received.
+    """
+    # ---- validate arguments -------------------------------------------------
+    if stem not in MIN_INPUT_SIZE:
+        raise ValueError(
+            f"`stem` must be one of {sorted(MIN_INPUT_SIZE)}. Received: stem={stem!r}"
+        )
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"`classes` must be an integer >= 1. Received: classes={classes!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(
+            f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}"
+        )
+    if include_top and pooling == "max":
+        raise ValueError(
+            "With `include_top=True` the classifier uses global average pooling, so "
+            "`pooling` must be None or 'avg' (set include_top=False for max-pooled "
+            f"features). Received: pooling={pooling!r}"
+        )
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"`width` must be a number > 0. Received: width={width!r}")
+    for arg, rate in (("dropout", dropout), ("aux_dropout", aux_dropout)):
+        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={rate!r}")
+    blocks = validate_blocks(PAPER_BLOCKS if blocks is None else blocks)
+    weights = _validate_weights(weights)
+    if classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                "`classifier_activation` must be None or a Keras activation. "
+                f"Received: classifier_activation={classifier_activation!r}"
+            ) from e
+
+    channel_axis = _channel_axis()
+    input_shape = _resolve_input_shape(input_shape, input_tensor, stem, channel_axis)
+    spatial = [d for i, d in enumerate(input_shape) if i != channel_axis % 3]
+    channels = input_shape[channel_axis]
+    if weights is not None and channels != 3:
+        raise ValueError(
+            "Loading `weights` needs RGB inputs with 3 channels. "
+            f"Received: input_shape={input_shape}"
+        )
+    if include_top and aux_logits and None in spatial:
+        raise ValueError(
+            "The auxiliary heads flatten a 4x4 feature map, so they need a static "
+            "input size (or pass aux_logits=False). "
+            f"Received: input_shape={input_shape}"
+        )
+
+    # ---- inputs and preprocessing -----------------------------------------
+    if input_tensor is None:
+        img_input = layers.Input(shape=input_shape, name="image")
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        img_input = layers.Input(tensor=input_tensor, shape=input_shape, name="image")
+    else:
+        img_input = input_tensor
+    x = img_input
+    if include_preprocessing:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(x)
+
+    # ---- stem ---------------------------------------------------------------
+    w = lambda c: _scale(c, width)
+    if stem == "imagenet":
+        x = conv_block(x, w(64), 7, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_3x3_s2")(x)
+        if not batch_norm:
+            x = LocalResponseNormalization(name="pool1_norm1")(x)
+        x = conv_block(x, w(64), 1, batch_norm=batch_norm, name="conv2_3x3_reduce")
+        x = conv_block(x, w(192), 3, batch_norm=batch_norm, name="conv2_3x3")
+        if not batch_norm:
+            x = LocalResponseNormalization(name="conv2_norm2")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2_3x3_s2")(x)
+    else:
+        # Departure from the paper: the CIFAR stem keeps the input resolution
+        # (one 3x3 convolution to 192 channels, no pooling) so that 32x32
+        # images reach the Inception stages at 32/16/8 rather than 4/2/1.
+        x = conv_block(x, w(192), 3, batch_norm=batch_norm, name="stem_conv_3x3")
+
+    # ---- Inception stages and auxiliary heads -------------------------------
+    head_dtype = _head_dtype()
+    table = dict(zip(BLOCK_NAMES, blocks))
+    aux_outputs = {}
+    for stage_index, stage in enumerate(STAGES):
+        if stage_index > 0:
+            x = layers.MaxPooling2D(
+                3, strides=2, padding="same", name=f"pool{stage_index + 2}_3x3_s2"
+            )(x)
+        for block in stage:
+            x = inception_block(
+                x,
+                [w(c) for c in table[block]],
+                batch_norm=batch_norm,
+                name=f"inception_{block}",
+            )
+            for head, source in AUX_HEADS.items():
+                if source == block and include_top and aux_logits:
+                    aux_outputs[head] = auxiliary_head(
+                        x,
+                        classes,
+                        width=width,
+                        batch_norm=batch_norm,
+                        dropout=aux_dropout,
+                        head_dtype=head_dtype,
+                        classifier_activation=classifier_activation,
+                        name=head,
+                    )
+
+    # ---- main head ----------------------------------------------------------
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
+        main = layers.Dense(
+            classes, activation=classifier_activation, dtype=head_dtype, name="main"
+        )(x)
+        outputs = [*aux_outputs.values(), main]
+    else:
+        if pooling == "avg":
+            x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        outputs = [x]
+
+    inputs = (
+        keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    )
+    model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
+    if weights is not None:
+        try:
+            model.load_weights(weights)
+        except Exception as e:  # Keras raises several types for a mismatched file.
+            raise ValueError(
+                f"Could not load weights into this GoogLeNet configuration. "
+                f"Received: weights={weights!r} ({type(e).__name__}: {e})"
+            ) from e
+    return model
+
+
+def validate_blocks(blocks):
+    """Checks a block table and returns it as a tuple of 9 tuples of 6 ints.
+
+    Raises:
+        ValueError: If the table is not 9 rows of 6 positive integers.
+    """
+    try:
+        rows = [tuple(row) for row in blocks]
+    except TypeError:
+        rows = None
+    valid = (
+        rows is not None
+        and len(rows) == len(BLOCK_NAMES)
+        and all(
+            len(row) == len(BLOCK_FIELDS)
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in row)
+            for row in rows
+        )
+    )
+    if not valid:
+        raise ValueError(
+            f"`blocks` must be {len(BLOCK_NAMES)} rows (blocks {', '.join(BLOCK_NAMES)}) of "
+            f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)}). "
+            f"Received: blocks={blocks!r}"
+        )
+    return tuple(rows)
+
+
+def _validate_weights(weights):
+    if weights is None:
+        return None
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if path.endswith((".weights.h5", ".keras")) and os.path.isfile(path):
+            return path
+        if path.endswith((".weights.h5", ".keras")):
+            raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+    raise ValueError(
+        "`weights` must be None (random initialisation) or the path to an existing "
+        "`.weights.h5` or `.keras` file; no pretrained weights are distributed. "
+        f"Received: weights={weights!r}"
+    )
+
+
+def _channel_axis():
+    return -1 if keras.config.image_data_format() == "channels_last" else 1
+
+
+def _spatial_shape(x):
+    shape = x.shape[1:3] if _channel_axis() == -1 else x.shape[2:4]
+    return tuple(shape)
+
+
+def _head_dtype():
+    """float32 classifier outputs under a mixed-precision policy, else the default.
+
+    Under `mixed_float16` / `mixed_bfloat16` the logits are computed in float32 so
+    that the losses and softmax stay numerically stable.
+    """
+    policy = keras.config.dtype_policy()
+    if policy.compute_dtype != policy.variable_dtype:
+        return "float32"
+    return None
+
+
+def _resolve_input_shape(input_shape, input_tensor, stem, channel_axis):
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        size = DEFAULT_INPUT_SIZE[stem]
+        input_shape = (size, size, 3) if channel_axis == -1 else (3, size, size)
+    try:
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        input_shape = None
+    if input_shape is None or len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be a tuple of 3 values, (height, width, channels) "
+            f"for channels_last. Received: input_shape={input_shape!r}"
+        )
+    channels = input_shape[channel_axis]
+    if channels is None or channels < 1:
+        raise ValueError(
+            f"The number of input channels must be known and >= 1. "
+            f"Received: input_shape={input_shape}"
+        )
+    minimum = MIN_INPUT_SIZE[stem]
+    spatial = [d for i, d in enumerate(input_shape) if i != channel_axis % 3]
+    if any(d is not None and d < minimum for d in spatial):
+        raise ValueError(
+            f"Input size must be at least {minimum}x{minimum} for stem={stem!r}"
+            + (" (use stem='cifar' for small images)" if stem == "imagenet" else "")
+            + f". Received: input_shape={input_shape}"
+        )
+    return input_shape
