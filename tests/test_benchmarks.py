@@ -1,0 +1,204 @@
+"""Smoke tests of the benchmarks (issue 6): tiny grids, the JSON they write, the
+PyTorch reference's parameter count. No timing assertions.
+
+The three command-line benchmarks are started together as subprocesses by one
+fixture (their start-up is mostly single-threaded, so they overlap well):
+
+- `train_throughput --quick` on the current Keras backend (TensorFlow in CI);
+- `torch_reference --quick` with Keras on the torch backend and TensorFlow made
+  unimportable, which checks that the benchmarks run without TensorFlow (the
+  JAX-only GPU set-up) and keeps the test fast;
+- `inference_latency --quick` (TensorFlow: SavedModel and all four TFLite files).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch  # CI installs torch==2.13.0 (.ci/run); a missing torch fails these tests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Starts the three quick benchmarks at once; returns {name: (returncode, json, output)}."""
+    tmp = tmp_path_factory.mktemp("bench")
+    no_tf = tmp / "no_tensorflow"
+    (no_tf / "tensorflow").mkdir(parents=True)
+    (no_tf / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('TensorFlow is hidden by tests/test_benchmarks.py')\n")
+    base = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+                # One OpenMP thread: PyTorch's spinning OpenMP threads make a busy CI
+                # machine crawl; these runs check plumbing, not speed.
+                OMP_NUM_THREADS="1")
+    base.pop("KERAS_BACKEND", None)
+    commands = {
+        "train_throughput": ([sys.executable, "-m", "benchmarks.train_throughput", "--quick",
+                              "--pipeline-json", str(tmp / "none.json"),
+                              "--output", str(tmp / "train.json")], base, tmp / "train.json"),
+        "torch_reference": ([sys.executable, "-m", "benchmarks.torch_reference", "--quick",
+                             "--keras-backends", "torch", "--output", str(tmp / "torch.json")],
+                            dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
+                                 KERAS_BACKEND="torch"), tmp / "torch.json"),
+        "inference_latency": ([sys.executable, "-m", "benchmarks.inference_latency", "--quick",
+                               "--output", str(tmp / "latency.json")], base,
+                              tmp / "latency.json"),
+    }
+    procs = {
+        name: subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        for name, (cmd, env, _) in commands.items()
+    }
+    out = {}
+    deadline = time.monotonic() + 900
+    for name, proc in procs.items():
+        try:
+            output, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        path = commands[name][2]
+        doc = json.loads(path.read_text()) if path.exists() else None
+        out[name] = (proc.returncode, doc, output)
+    return out
+
+
+def _check_common(doc, name):
+    assert doc["benchmark"] == name
+    env = doc["environment"]
+    assert env["cpu_count"] >= 1 and env["cpu"]
+    assert env["versions"]["keras"]
+    start, end = doc["load_average"]["start"], doc["load_average"]["end"]
+    assert len(start) == 3 and len(end) == 3
+    assert doc["command"].startswith(f"python -m benchmarks.{name}")
+
+
+def _check_training_row(row):
+    assert row["status"] == "ok", row.get("error")
+    for key in ("images_per_second", "step_time_s", "fit_images_per_second",
+                "achieved_tflops", "train_flops_per_image", "macs_per_image", "params",
+                "setup_s"):
+        assert _is_positive(row[key]), (key, row[key])
+    assert row["train_flops_per_image"] == 6 * row["macs_per_image"]
+    assert all(_is_positive(v) for v in row["images_per_second_repeats"])
+    assert row["repeats"] == len(row["images_per_second_repeats"]) >= 1
+    assert row["utilisation"] is None  # no --peak-tflops given
+
+
+def test_train_throughput_quick(runs):
+    code, doc, output = runs["train_throughput"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "train_throughput")
+    assert "6 x forward multiply-adds" in doc["flop_convention"]
+    (row,) = doc["results"]
+    _check_training_row(row)
+    assert (row["framework"], row["stem"], row["image_size"], row["width"], row["batch_size"]) \
+        == ("keras", "cifar", 32, 0.125, 8)
+    assert row["backend"] == "tensorflow" and row["jit"] is False
+    # The CIFAR GoogLeNet at width 0.125: 23,296,256 multiply-adds, 167,378 parameters.
+    assert row["macs_per_image"] == 23_296_256 and row["params"] == 167_378
+    assert doc["input_pipeline"]["available"] is False
+    assert "| setting | images/s |" in output
+
+
+def test_torch_reference_quick_without_tensorflow(runs):
+    code, doc, output = runs["torch_reference"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "torch_reference")
+    rows = {r["framework"]: r for r in doc["results"]}
+    assert set(rows) == {"keras", "torch"}
+    for row in rows.values():
+        _check_training_row(row)
+    assert rows["keras"]["backend"] == "torch"
+    assert rows["keras"]["worker_env"]["KERAS_BACKEND"] == "torch"
+    # The two implementations are the same network: same parameters, same FLOPs.
+    assert rows["torch"]["params"] == rows["keras"]["params"] == 167_378
+    assert rows["torch"]["macs_per_image"] == rows["keras"]["macs_per_image"]
+    assert _is_positive(doc["summary"]["keras_over_torch"])
+
+
+def test_inference_latency_quick(runs):
+    code, doc, output = runs["inference_latency"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "inference_latency")
+    rows = doc["results"]
+    artifacts = {r["artifact"] for r in rows}
+    assert {"Keras", "SavedModel", "model_float32.tflite", "model_float16.tflite",
+            "model_dynamic.tflite", "model_int8.tflite"} <= artifacts
+    assert {r["batch"] for r in rows if r["artifact"] == "Keras"} == {1, 4}
+    assert any(r["batch"] == 1 for r in rows if r["artifact"] == "model_int8.tflite")
+    for r in rows:
+        for key in ("latency_ms", "ms_per_image", "images_per_second"):
+            assert _is_positive(r[key]), (r["artifact"], key, r[key])
+        if r["artifact"].endswith(".tflite"):
+            assert r["threads"] == 1 and _is_positive(r["size_bytes"])
+    assert doc["model"]["multiply_adds_per_image"] > 0
+
+
+# ---- in-process checks --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stem, size, classes, width, expected",
+    [
+        ("imagenet", 224, 1000, 1.0, 13_400_888),  # the pinned Keras count
+        ("imagenet", 96, 1000, 1.0, 13_400_888),  # adaptive 4x4 aux pooling keeps it
+        ("cifar", 32, 10, 0.125, 167_378),
+    ],
+)
+def test_torch_googlenet_matches_keras(stem, size, classes, width, expected):
+    import keras_googlenet
+    from benchmarks.torch_reference import (build_torch_googlenet, count_macs,
+                                            keras_style_param_count)
+
+    model = build_torch_googlenet(classes=classes, image_size=size, stem=stem, width=width)
+    keras_model = keras_googlenet.GoogLeNet(stem=stem, input_shape=(size, size, 3),
+                                            classes=classes, width=width)
+    assert keras_style_param_count(model) == keras_model.count_params() == expected
+    assert count_macs(model, size) == keras_googlenet.count_flops(keras_model)
+    model.train()
+    outputs = model(torch.zeros(2, 3, size, size, dtype=torch.uint8))
+    assert [tuple(o.shape) for o in outputs] == [(2, classes)] * 3
+    model.eval()
+    assert len(model(torch.zeros(1, 3, size, size))) == 1  # no aux heads at inference
+
+
+def test_grid_skips_what_is_not_measured():
+    from benchmarks import train_throughput
+
+    args = train_throughput.build_parser().parse_args(
+        ["--backends", "tensorflow,jax,torch", "--inputs", "cifar:32", "--jit", "off,on",
+         "--devices", "1,2", "--batch-sizes", "3", "--env", "", "--env",
+         "TF_ENABLE_ONEDNN_OPTS=0"])
+    cases, skipped = train_throughput.grid(args)
+    measured = {(c["backend"], c["jit"], c["devices"], bool(c["env"])) for c in cases}
+    # batch 3 does not split over 2 devices; JAX only with jit; torch only without.
+    assert measured == {("tensorflow", False, 1, False), ("tensorflow", True, 1, False),
+                        ("tensorflow", False, 1, True), ("tensorflow", True, 1, True),
+                        ("jax", True, 1, False), ("jax", True, 1, True),
+                        ("torch", False, 1, False), ("torch", False, 1, True)}
+    assert len(cases) + len(skipped) == 3 * 2 * 2 * 2
+    assert all(s["reason"] for s in skipped)
+
+
+def test_pipeline_figures_from_the_input_pipeline_json():
+    from benchmarks.train_throughput import pipeline_figures
+
+    doc = {"results": [
+        {"stage": "decode files (once per run)", "pipeline": "PIL", "images_per_second": 9e4},
+        {"stage": "augmented training batches", "pipeline": "tf.data", "images_per_second": 5e4},
+        {"stage": "augmented training batches", "pipeline": "numpy", "images_per_second": 2e4},
+    ]}
+    figures = pipeline_figures(doc)
+    assert [f["images_per_second"] for f in figures] == [5e4, 2e4]
+    assert figures[0]["name"] == "augmented training batches / tf.data"
+    assert pipeline_figures({"results": []}) == []

@@ -1,0 +1,118 @@
+"""TrainConfig and the command line of `python -m training.cifar` (no training)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from training.cifar import config_from_args, main
+from training.config import ConfigError, TrainConfig
+
+
+def test_resolve_fills_machine_dependent_values_for_this_cpu():
+    config = TrainConfig().resolve()
+    assert config.data == "tfds"
+    # No GPU here, TensorFlow backend: no XLA, float32, tf.data.
+    assert config.jit is False
+    assert config.precision == "float32"
+    assert config.pipeline == "tf.data"
+    assert config.warmup_epochs == 5.0  # 5% of 100 epochs
+    assert TrainConfig(epochs=10).resolve().warmup_epochs == 0.5
+
+
+def test_resolve_keeps_explicit_values_and_makes_data_dir_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(data_dir="data", jit=True, precision="mixed_bfloat16",
+                         pipeline="numpy", warmup_epochs=2).resolve()
+    assert config.data == "folder"
+    assert config.data_dir == str(tmp_path / "data")
+    assert (config.jit, config.precision, config.pipeline, config.warmup_epochs) == (
+        True, "mixed_bfloat16", "numpy", 2)
+
+
+def test_config_json_round_trip(tmp_path):
+    config = TrainConfig(name="x", width=0.5, limit=10).resolve()
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == config
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["width"] == 0.5 and data["precision"] == "float32"
+    with pytest.raises(ConfigError, match="unknown configuration keys: bogus"):
+        TrainConfig.from_dict({**data, "bogus": 1})
+
+
+def test_resume_differences_ignore_only_state_free_fields():
+    a = TrainConfig(name="x").resolve()
+    assert a.resume_differences(dataclasses.replace(a, verbose=2, overwrite=True, jit=True)) == []
+    assert a.resume_differences(dataclasses.replace(a, lr=0.2, epochs=3)) == ["epochs", "lr"]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"width": 0}, "--width"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"image_size": 8}, "--image-size must be an integer >= 16"),
+        ({"stem": "imagenet", "image_size": 32}, ">= 64 for --stem imagenet"),
+        ({"name": "../escape"}, "--name"),
+        ({"data": "folder"}, "needs --data-dir"),
+        ({"data": "synthetic", "data_dir": "x"}, "only used with --data folder"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"epochs": 0}, "--epochs"),
+        ({"warmup_epochs": 200}, "--warmup-epochs"),
+        ({"lr": 0}, "--lr"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"strategy": "horovod"}, "--strategy"),
+        ({"label_smoothing": 1.5}, "--label-smoothing"),
+    ],
+)
+def test_validate_rejects_bad_values_naming_the_flag(fields, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        TrainConfig(**fields).resolve()
+
+
+def test_command_line_maps_to_config_fields():
+    config = config_from_args([
+        "--name", "r", "--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--width", "0.25",
+        "--stem", "imagenet", "--image-size", "96", "--data", "synthetic", "--limit", "7",
+        "--val-fraction", "0.2", "--seed", "5", "--runs-dir", "R", "--export-dir", "S",
+        "--no-jit", "--precision", "mixed_float16", "--strategy", "mirrored", "--ema",
+        "--no-augment", "--label-smoothing", "0", "--weight-decay", "0.001", "--overwrite",
+    ])
+    expected = dict(name="r", epochs=3, batch_size=32, lr=0.05, width=0.25, stem="imagenet",
+                    image_size=96, data="synthetic", limit=7, val_fraction=0.2, seed=5,
+                    runs_dir="R", export_dir="S", jit=False, precision="mixed_float16",
+                    strategy="mirrored", ema=True, augment=False, label_smoothing=0.0,
+                    weight_decay=0.001, overwrite=True)
+    assert {k: getattr(config, k) for k in expected} == expected
+    auto = config_from_args([])
+    assert (auto.jit, auto.precision, auto.pipeline, auto.data) == (None, None, None, None)
+
+
+def test_help_explains_every_required_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--name", "--epochs", "--batch-size", "--lr", "--width", "--stem",
+                 "--image-size", "--data", "--data-dir", "--limit", "--val-fraction", "--seed",
+                 "--runs-dir", "--export-dir", "--jit", "--precision", "--strategy", "--ema",
+                 "--overwrite"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    "argv, status, message",
+    [
+        (["--bogus-flag"], 2, "unrecognized arguments: --bogus-flag"),
+        (["--epochs", "many"], 2, "invalid int value"),
+        (["--stem", "resnet"], 2, "invalid choice"),
+        (["--width", "-1"], 1, "--width must be > 0"),
+        (["--data", "folder"], 1, "needs --data-dir"),
+    ],
+)
+def test_bad_command_lines_give_one_line_errors(argv, status, message, capsys, tmp_path):
+    assert main(argv + ["--runs-dir", str(tmp_path / "runs")]) == status
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (tmp_path / "runs").exists()

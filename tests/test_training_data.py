@@ -1,0 +1,312 @@
+"""training.data: sources, splits, archives, bad inputs, augmentation, pipelines."""
+
+import os
+import socket
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from training_helpers import CLASSES, make_archive, make_image_folder, tar_with
+
+from training.config import TrainConfig
+from training.data import (
+    HEADS,
+    DataError,
+    augment_numpy,
+    augment_tf,
+    build_datasets,
+    load_arrays,
+    resolve_data_dir,
+)
+
+
+def folder_config(data_dir, tmp_path, **fields):
+    fields = {"image_size": 16, "val_fraction": 0.2, "batch_size": 4, **fields}
+    return TrainConfig(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **fields).resolve()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return make_image_folder(tmp_path / "data", per_class=10)
+
+
+# ---- folders ------------------------------------------------------------------
+
+
+def test_folder_split_is_stratified_seeded_and_reproducible(folder, tmp_path):
+    x_train, y_train, x_val, y_val, names = load_arrays(folder_config(folder, tmp_path))
+    assert names == list(CLASSES)
+    assert x_train.shape == (24, 16, 16, 3) and x_val.shape == (6, 16, 16, 3)  # resized from 20
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.int32
+    assert np.bincount(y_val).tolist() == [2, 2, 2]  # 20% of every class
+    # Images keep their class colour: the class's channel dominates.
+    assert (x_val.mean(axis=(1, 2)).argmax(axis=1) == y_val).all()
+    # The same config gives the same split (what the export helper relies on) ...
+    again = load_arrays(folder_config(folder, tmp_path))
+    assert np.array_equal(again[2], x_val) and np.array_equal(again[0], x_train)
+    # ... and another seed another one.
+    other = load_arrays(folder_config(folder, tmp_path, seed=1))
+    assert not np.array_equal(other[2], x_val)
+
+
+def test_limit_takes_a_seeded_sample_of_each_split(folder, tmp_path):
+    x_train, y_train, x_val, y_val, _ = load_arrays(folder_config(folder, tmp_path, limit=5))
+    assert len(x_train) == 5 and len(x_val) == 5
+    # Not simply the first files (which would all be "cat").
+    assert len(set(y_train.tolist())) > 1
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_val_or_test_folder_is_the_held_out_split(folder, tmp_path, split):
+    make_image_folder(folder, split=split, per_class=3, seed=1)
+    config = folder_config(folder, tmp_path)
+    x_train, _, x_val, y_val, _ = load_arrays(config)
+    assert len(x_train) == 30 and len(x_val) == 9
+    assert build_datasets(config).val_source == f"{split}/ folder"
+
+
+def test_held_out_classes_must_match_train(folder, tmp_path):
+    make_image_folder(folder, split="val", classes=("cat", "dog", "horse"), per_class=2)
+    with pytest.raises(DataError, match=r"differ from train/: missing \['frog'\], extra \['horse'\]"):
+        load_arrays(folder_config(folder, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("missing", "data folder not found"),
+        ("no_train", "has no train/ folder"),
+        ("no_classes", "has no class folders"),
+        ("empty_class", "class folder train/dog is empty"),
+    ],
+)
+def test_missing_or_empty_folders_are_reported(tmp_path, layout, message):
+    root = tmp_path / "data"
+    if layout == "no_train":
+        root.mkdir()
+    elif layout == "no_classes":
+        (root / "train").mkdir(parents=True)
+    elif layout == "empty_class":
+        make_image_folder(root, classes=("cat",), per_class=3)
+        (root / "train" / "dog").mkdir()
+    with pytest.raises(DataError, match=message):
+        load_arrays(folder_config(root, tmp_path))
+
+
+def test_unreadable_files_stop_the_run_or_are_skipped_and_counted(folder, tmp_path):
+    (folder / "train" / "dog" / "notes.txt").write_text("not an image")
+    (folder / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (folder / "train" / "cat" / ".DS_Store").write_bytes(b"hidden files are ignored")
+    with pytest.raises(DataError, match=r"2 unreadable or non-image file\(s\).*--skip-bad-images"):
+        load_arrays(folder_config(folder, tmp_path, limit=None))
+    data = build_datasets(folder_config(folder, tmp_path, skip_bad_images=True))
+    assert sorted(os.path.basename(f) for f in data.skipped_files) == ["broken.jpg", "notes.txt"]
+    assert data.num_train + data.num_val == 30
+
+
+# ---- archives -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, top", [("d.tar", None), ("d.tar.xz", None), ("d.zip", None),
+                                       ("d.tar.xz", "cifar"), ("d.zip", "cifar")])
+def test_archives_give_the_same_data_as_the_folder(folder, tmp_path, name, top):
+    archive = make_archive(folder, tmp_path / name, top=top)
+    expected = load_arrays(folder_config(folder, tmp_path))
+    got = load_arrays(folder_config(archive, tmp_path))
+    for a, b in zip(expected, got):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+    # Extracted once into the cache, then reused.
+    cached = list((tmp_path / "cache" / "archives").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith(name)
+    mtime = cached[0].stat().st_mtime_ns
+    assert resolve_data_dir(archive, tmp_path / "cache").is_relative_to(cached[0])
+    assert cached[0].stat().st_mtime_ns == mtime
+
+
+def _unsafe_tar(path, kind):
+    good = tarfile.TarInfo("train/cat/0.txt")
+    members = [(good, b"ok")]
+    if kind == "dotdot":
+        members.append((tarfile.TarInfo("../evil.txt"), b"evil"))
+    elif kind == "absolute":
+        members.append((tarfile.TarInfo(str(path.parent / "abs_evil.txt")), b"evil"))
+    elif kind == "symlink":
+        link = tarfile.TarInfo("train/cat/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../outside"
+        members.append((link, None))
+    elif kind == "hardlink":
+        link = tarfile.TarInfo("train/cat/hard")
+        link.type, link.linkname = tarfile.LNKTYPE, "../../../etc/passwd"
+        members.append((link, None))
+    return tar_with(path, members)
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "zip_dotdot",
+                                  "zip_absolute"])
+def test_archives_with_escaping_members_are_refused(tmp_path, kind):
+    work = tmp_path / "work"
+    work.mkdir()
+    if kind.startswith("zip"):
+        archive = work / "bad.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("train/cat/0.txt", b"ok")
+            zf.writestr(zipfile.ZipInfo("../evil.txt" if kind == "zip_dotdot" else "/abs_evil.txt"),
+                        b"evil")
+    else:
+        archive = _unsafe_tar(work / "bad.tar", kind)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match="refusing to extract"):
+        resolve_data_dir(archive, tmp_path / "cache")
+    after = sorted(p.name for p in tmp_path.rglob("*"))
+    # Nothing extracted anywhere (the cache folder itself may now exist, empty).
+    assert [p for p in after if p not in before] in ([], ["cache", "archives"], ["archives", "cache"])
+    assert not list((tmp_path / "cache" / "archives").iterdir())
+    assert not (tmp_path / "evil.txt").exists() and not (work / "abs_evil.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["bad.tar.xz", "bad.tar", "bad.zip", "truncated.tar.xz"])
+def test_corrupt_archives_are_reported(folder, tmp_path, name):
+    archive = tmp_path / name
+    if name.startswith("truncated"):
+        data = make_archive(folder, tmp_path / "full.tar.xz").read_bytes()
+        archive.write_bytes(data[: len(data) // 2])
+    else:
+        archive.write_bytes(os.urandom(2048))
+    with pytest.raises(DataError, match=f"cannot read archive .*{name}"):
+        resolve_data_dir(archive, tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "archives").iterdir())
+
+
+def test_unsupported_file_is_not_taken_for_an_archive(tmp_path):
+    (tmp_path / "data.rar").write_bytes(b"x")
+    with pytest.raises(DataError, match="must be a folder or a"):
+        resolve_data_dir(tmp_path / "data.rar", tmp_path / "cache")
+
+
+# ---- augmentation -------------------------------------------------------------
+
+
+def _check_crops_and_flips(images, out, pad):
+    """Every output is a crop of the zero-padded input, possibly flipped."""
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    size = images.shape[1]
+    offsets, flips = set(), set()
+    for src, dst in zip(padded, out):
+        found = [
+            (dy, dx, flip)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            for flip in (False, True)
+            if np.array_equal(
+                (src[dy:dy + size, dx:dx + size][:, ::-1] if flip else src[dy:dy + size, dx:dx + size]),
+                dst,
+            )
+        ]
+        assert found, "an output is not a (flipped) crop of its padded input"
+        offsets.add(found[0][:2])
+        flips.add(found[0][2])
+    assert len(offsets) > 5 and flips == {False, True}  # offsets and flips vary per image
+
+
+def test_numpy_augmentation_is_a_random_pad_crop_and_flip():
+    images = np.random.default_rng(0).integers(1, 256, (48, 8, 8, 3), dtype=np.uint8)
+    out = augment_numpy(images, 2, np.random.default_rng(1))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    _check_crops_and_flips(images, out, 2)
+
+
+def test_tensorflow_augmentation_is_a_random_pad_crop_and_flip():
+    import tensorflow as tf
+
+    tf.random.set_seed(0)
+    images = np.random.default_rng(0).integers(1, 256, (48, 8, 8, 3), dtype=np.uint8)
+    out = augment_tf(tf.constant(images), 2).numpy()
+    assert out.shape == images.shape and out.dtype == np.uint8
+    _check_crops_and_flips(images, out, 2)
+
+
+# ---- pipelines ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_pipelines_yield_augmented_batches_with_one_hot_labels_per_head(folder, tmp_path, pipeline):
+    config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=5)
+    data = build_datasets(config)
+    assert (data.num_train, data.num_val, data.steps_per_epoch) == (24, 6, 4)
+    assert data.pipeline == pipeline
+    train_batches = _batches(data.train)
+    assert len(train_batches) == 4  # the incomplete batch is dropped
+    x, y = train_batches[0]
+    x = np.asarray(x)
+    assert x.shape == (5, 16, 16, 3) and x.dtype == np.uint8
+    assert set(y) == set(HEADS)
+    for head in HEADS:
+        labels = np.asarray(y[head])
+        assert labels.shape == (5, 3) and (labels.sum(axis=1) == 1).all()
+    # Validation: every held-out example once, in order, not augmented.
+    _, _, x_val, y_val, _ = load_arrays(config)
+    val = list(_batches(data.val))
+    assert np.array_equal(np.concatenate([np.asarray(b[0]) for b in val]), x_val)
+    assert np.array_equal(
+        np.concatenate([np.asarray(b[1]["main"]) for b in val]).argmax(1), y_val)
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_held_out_split_is_padded_with_zero_weights_for_multiple_devices(folder, tmp_path, pipeline):
+    config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=4, val_fraction=0.3)
+    data = build_datasets(config, replicas=4)
+    assert data.num_val == 9
+    batches = list(_batches(data.val))
+    assert all(len(b) == 3 and len(b[0]) % 4 == 0 for b in batches)
+    weights = np.concatenate([np.asarray(b[2]) for b in batches])
+    assert weights.tolist() == [1.0] * 9 + [0.0] * 3
+
+
+def test_batch_size_larger_than_the_data_is_refused(folder, tmp_path):
+    with pytest.raises(DataError, match="--batch-size 64 is larger than the 24 training examples"):
+        build_datasets(folder_config(folder, tmp_path, batch_size=64))
+
+
+def test_synthetic_data_has_the_configured_shape():
+    config = TrainConfig(data="synthetic", synthetic_examples=50, image_size=24).resolve()
+    x_train, y_train, x_val, y_val, names = load_arrays(config)
+    assert x_train.shape == (50, 24, 24, 3) and x_val.shape == (5, 24, 24, 3)
+    assert len(names) == 10 and y_train.max() < 10
+
+
+def _batches(dataset):
+    if hasattr(dataset, "as_numpy_iterator"):
+        return list(dataset.as_numpy_iterator())
+    return [dataset[i] for i in range(len(dataset))]
+
+
+# ---- TFDS ---------------------------------------------------------------------
+
+
+def test_tfds_cifar10_under_mock_data(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    # mock_data makes download_and_prepare a no-op; pretend the network is up so
+    # that the offline check lets it through.
+    monkeypatch.setattr("training.data._reachable", lambda url: True)
+    config = TrainConfig(data="tfds", tfds_dir=str(tmp_path), image_size=32, limit=20,
+                         batch_size=8).resolve()
+    with tfds.testing.mock_data(num_examples=30):
+        x_train, y_train, x_val, y_val, names = load_arrays(config)
+        data = build_datasets(config)
+    assert x_train.shape == (20, 32, 32, 3) and x_val.shape == (20, 32, 32, 3)
+    assert x_train.dtype == np.uint8 and y_train.max() < 10
+    # (Without the downloaded metadata TFDS names CIFAR-10's classes "0" ... "9".)
+    assert len(names) == 10
+    assert data.val_source == "TFDS cifar10 test split"
+
+
+def test_tfds_offline_fails_at_once_naming_data_dir(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    config = TrainConfig(data="tfds", tfds_dir=str(tmp_path / "tfds")).resolve()
+    with pytest.raises(DataError, match="--data-dir DIR"):
+        load_arrays(config)

@@ -1,0 +1,411 @@
+"""End-to-end runs of `python -m training.cifar` on tiny models and data."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from training_helpers import (
+    CLASSES,
+    NO_TENSORFLOW_SITECUSTOMIZE,
+    REPO,
+    TINY,
+    error_lines,
+    make_archive,
+    make_image_folder,
+    run_module,
+    snapshot,
+    tar_with,
+)
+
+from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
+from training.cifar import main
+from training.config import TrainConfig
+from training.data import HEADS, load_arrays
+from training.recipe import build_schedule, compile_model
+
+
+def _args(root, name, data_dir, *extra):
+    return ["--name", name, "--data-dir", str(data_dir), "--runs-dir", str(root / "runs"),
+            "--export-dir", str(root / "saved"), "--cache-dir", str(root / "cache"),
+            *TINY, *extra]
+
+
+def _history(run):
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _evaluate(model_path, config_path):
+    """Main-head accuracy of a saved model on its run's held-out split."""
+    config = TrainConfig.load(config_path)
+    _, _, x_val, y_val, _ = load_arrays(config)
+    model = keras.saving.load_model(model_path, compile=False)
+    logits = model.predict(x_val, verbose=0)[-1]
+    return float((logits.argmax(1) == y_val).mean()), model, x_val
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished run (2 epochs, EMA, SavedModel export) shared by the tests below."""
+    root = tmp_path_factory.mktemp("finished")
+    data = make_image_folder(root / "data", per_class=10)
+    args = _args(root, "tiny", data, "--epochs", "2", "--ema")
+    assert main(args) == 0
+    return SimpleNamespace(root=root, data=data, args=args, run=root / "runs" / "tiny",
+                           export=root / "saved" / "tiny")
+
+
+def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
+    run = finished.run
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "labels.txt", "history.csv", "logs", "best.keras", "model.keras",
+            "results.json"} <= names
+    assert "backup" not in names and not [n for n in names if n.startswith(".tmp-")]
+
+    config = TrainConfig.load(run / "config.json")
+    assert (config.epochs, config.data, config.precision, config.jit) == (2, "folder", "float32", False)
+    assert (run / "labels.txt").read_text().split() == list(CLASSES)
+
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for prefix in ("", "val_"):
+        for head in HEADS:
+            assert f"{prefix}{head}_accuracy" in rows[0] and f"{prefix}{head}_loss" in rows[0]
+    assert float(rows[0]["learning_rate"]) > 0 and float(rows[0]["images_per_second"]) > 0
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for split, tags in (("train", {"epoch_main_accuracy", "epoch_aux1_loss", "epoch_learning_rate"}),
+                        ("validation", {"epoch_main_accuracy", "epoch_aux2_accuracy"})):
+        events = EventAccumulator(str(run / "logs" / split))
+        events.Reload()
+        assert tags <= set(events.Tags()["tensors"])
+
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["val_accuracy"]) == set(HEADS)
+    assert all(0 <= v <= 1 for v in results["val_accuracy"].values())
+    assert (results["num_train"], results["num_val"], results["epochs"]) == (27, 3, 2)
+    assert results["train_images_per_second"] > 0 and results["wall_time_s"] > 0
+    assert results["saved_model"] == str(finished.export)
+    assert results["final_weights"] == "ema"
+    # The reported accuracy is the saved (EMA) model's on the held-out split that
+    # load_arrays rebuilds from config.json.
+    accuracy, model, _ = _evaluate(run / "model.keras", run / "config.json")
+    assert accuracy == pytest.approx(results["val_accuracy"]["main"])
+    assert list(model.output_names) == list(HEADS)
+    assert list(keras.saving.load_model(run / "best.keras", compile=False).output_names) == list(HEADS)
+
+
+def test_saved_model_takes_uint8_images_and_returns_probabilities(finished):
+    import tensorflow as tf
+
+    _, model, x_val = _evaluate(finished.run / "model.keras", finished.run / "config.json")
+    served = tf.saved_model.load(str(finished.export)).signatures["serving_default"]
+    probabilities = next(iter(served(tf.constant(x_val, tf.uint8)).values())).numpy()
+    assert probabilities.shape == (3, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(1) == model.predict(x_val, verbose=0)[-1].argmax(1)).all()
+    assert (finished.export / "labels.txt").read_text().split() == list(CLASSES)
+
+
+def test_rerunning_a_finished_run_refuses_and_changes_nothing(finished, capsys):
+    before = snapshot(finished.root / "runs"), snapshot(finished.root / "saved")
+    assert main(finished.args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already finished" in err[0] and "--overwrite" in err[0]
+    assert (snapshot(finished.root / "runs"), snapshot(finished.root / "saved")) == before
+
+
+def _bad_input(case, finished, tmp):
+    """Arguments that point the finished run's name at a bad input, with --overwrite."""
+    data = tmp / "data"
+    extra = []
+    if case == "missing_folder":
+        data = tmp / "nowhere"
+    elif case == "empty_folder":
+        data.mkdir()
+    elif case == "class_mismatch":
+        make_image_folder(data, per_class=4)
+        make_image_folder(data, split="val", classes=("cat", "dog"), per_class=2)
+    elif case == "non_image_file":
+        make_image_folder(data, per_class=4)
+        (data / "train" / "dog" / "readme.txt").write_text("hello")
+    elif case == "corrupt_archive":
+        data = tmp / "data.tar.xz"
+        data.write_bytes(os.urandom(4096))
+    elif case == "escaping_archive":
+        import tarfile
+
+        data = tar_with(tmp / "data.tar", [(tarfile.TarInfo("../escaped.txt"), b"x")])
+    elif case == "batch_larger_than_data":
+        data, extra = finished.data, ["--batch-size", "512"]
+    elif case == "unknown_value":
+        data, extra = finished.data, ["--precision", "fp8"]
+    return _args(finished.root, "tiny", data, "--epochs", "2", "--overwrite", *extra)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_folder", "data folder not found"),
+    ("empty_folder", "has no train/ folder"),
+    ("class_mismatch", "differ from train/"),
+    ("non_image_file", "unreadable or non-image file"),
+    ("corrupt_archive", "corrupt or truncated"),
+    ("escaping_archive", "refusing to extract"),
+    ("batch_larger_than_data", "larger than the 27 training examples"),
+    ("unknown_value", "invalid choice: 'fp8'"),
+])
+def test_bad_inputs_fail_with_one_line_and_leave_the_earlier_run_intact(
+        finished, tmp_path, capsys, case, message):
+    before = snapshot(finished.root / "runs"), snapshot(finished.root / "saved")
+    assert main(_bad_input(case, finished, tmp_path)) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert (snapshot(finished.root / "runs"), snapshot(finished.root / "saved")) == before
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_an_unfinished_run_with_other_settings_is_not_resumed(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    args = _args(tmp_path, "partial", data, "--epochs", "3")
+    run = tmp_path / "runs" / "partial"
+    run.mkdir(parents=True)
+    # What a run killed during its first epochs leaves: its config, no results.
+    from training.cifar import config_from_args
+
+    config_from_args(args).resolve().save(run / "config.json")
+    before = snapshot(run)
+    assert main(args[:-1] + ["4"]) == 1  # --epochs 4 instead of 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "started with other settings (epochs: 3 -> 4)" in err[0]
+    assert snapshot(run) == before
+
+
+def test_a_new_run_does_not_replace_an_existing_export(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    (tmp_path / "saved" / "taken").mkdir(parents=True)
+    (tmp_path / "saved" / "taken" / "saved_model.pb").write_bytes(b"someone else's")
+    assert main(_args(tmp_path, "taken", data, "--epochs", "1")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
+    assert (tmp_path / "saved" / "taken" / "saved_model.pb").read_bytes() == b"someone else's"
+    assert not (tmp_path / "runs" / "taken").exists()
+
+
+def test_ema_weights_become_the_final_model():
+    """With --ema, fit() leaves the moving average (not the last step) in the model."""
+    config = TrainConfig(ema=True, ema_momentum=0.5, weight_decay=0, epochs=1, lr=0.5).resolve()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="main")(inputs))
+    compile_model(model, config, steps_per_epoch=4)
+    raw = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raw.append([w.copy() for w in model.get_weights()])
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 16)]
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[Record()])
+    # Keras starts the average at the weights after the first step.
+    expected = raw[0]
+    for step in raw[1:]:
+        expected = [0.5 * e + 0.5 * w for e, w in zip(expected, step)]
+    for final, average, last in zip(model.get_weights(), expected, raw[-1]):
+        np.testing.assert_allclose(final, average, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(final, last)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    config = TrainConfig(epochs=10, warmup_epochs=2, lr=0.4).resolve()
+    schedule = build_schedule(config, steps_per_epoch=10)
+    lr = lambda step: float(schedule(step))
+    assert lr(0) == 0 and lr(10) == pytest.approx(0.2) and lr(20) == pytest.approx(0.4)
+    assert lr(60) == pytest.approx(0.2, rel=1e-4) and lr(100) == pytest.approx(0, abs=1e-7)
+
+
+def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=20)  # 3 steps per epoch
+    # Eager: this checks the callback wiring, not compilation (and saves the trace time).
+    args = _args(tmp_path, "nan", data, "--epochs", "2", "--no-export", "--lr", "1e30",
+                 "--warmup-epochs", "0", "--run-eagerly")
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss became NaN or infinite at epoch" in err[0]
+    run = tmp_path / "runs" / "nan"
+    assert not (run / "results.json").exists() and not (run / "model.keras").exists()
+
+
+# ---- atomic writes --------------------------------------------------------------
+
+
+def _tiny_model():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="main")(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def _crash_while_writing(path, *args, **kwargs):
+    with open(path, "wb") as f:
+        f.write(b"half a file")
+    raise OSError("killed mid-write")
+
+
+def test_checkpoint_is_replaced_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "best.keras"
+    model = _tiny_model()
+    callback = AtomicModelCheckpoint(str(path))
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"loss": 1.0})
+    good = path.read_bytes()
+    keras.saving.load_model(path)  # a complete, loadable file
+    monkeypatch.setattr(model, "save", _crash_while_writing)
+    with pytest.raises(OSError, match="killed mid-write"):
+        callback.on_epoch_end(1, {"loss": 0.5})
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]
+
+
+def test_backup_is_replaced_atomically_and_restores(tmp_path, monkeypatch):
+    model = _tiny_model()
+    backup = AtomicBackupAndRestore(str(tmp_path / "backup"))
+    backup.set_model(model)
+    backup.on_epoch_end(2)
+    weights = [w.copy() for w in model.get_weights()]
+    files = snapshot(tmp_path / "backup")
+    monkeypatch.setattr(model, "save_weights", _crash_while_writing)
+    with pytest.raises(OSError, match="killed mid-write"):
+        backup.on_epoch_end(3)
+    assert snapshot(tmp_path / "backup") == files and backup.saved_epoch() == 3
+    fresh = _tiny_model()
+    restore = AtomicBackupAndRestore(str(tmp_path / "backup"))
+    restore.set_model(fresh)
+    restore.on_train_begin()
+    for a, b in zip(fresh.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    assert fresh._initial_epoch == 3
+
+
+# ---- subprocesses: kill -9 and resume, multi-device, JAX without TensorFlow -----
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=12)
+    # Eager: resuming does not depend on compilation, and the tiny model runs
+    # faster op by op than tf.function takes to trace it (twice here).
+    args = _args(tmp_path, "resume", data, "--epochs", "8", "--no-export", "--run-eagerly")
+    run = tmp_path / "runs" / "resume"
+    metadata = run / "backup" / "training_metadata.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "training.cifar", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    saved_epoch = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= saved_epoch < 8 and not (run / "results.json").exists()
+
+    second = run_module(args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"epoch {saved_epoch + 1} of 8" in second.stdout
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(8))  # no gap, no duplicate
+    # The optimizer state came back too: the learning rate follows one schedule.
+    config = TrainConfig.load(run / "config.json")
+    steps = json.loads((run / "results.json").read_text())["num_train"] // 16
+    schedule = build_schedule(config, steps_per_epoch=steps)
+    for r in rows:
+        expected = float(schedule((int(r["epoch"]) + 1) * steps))
+        assert float(r["learning_rate"]) == pytest.approx(expected, rel=1e-5, abs=1e-8)
+    results = json.loads((run / "results.json").read_text())
+    assert results["resumed_from_epoch"] == saved_epoch
+    assert not (run / "backup").exists()
+
+
+_MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from training.cifar import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=10)  # 3 held-out images: odd
+    args = _args(tmp_path, "mirrored", data, "--epochs", "1", "--strategy", "mirrored")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "mirrored"
+    results = json.loads((run / "results.json").read_text())
+    assert results["devices"] == 2
+    accuracy, _, _ = _evaluate(run / "model.keras", run / "config.json")
+    assert accuracy == pytest.approx(results["val_accuracy"]["main"])
+    assert (tmp_path / "saved" / "mirrored" / "saved_model.pb").exists()
+
+
+_JAX_RUNS = """
+import json, sys
+from training.cifar import main
+folder_args, synthetic_args = json.loads(sys.argv[1])
+status = main(folder_args) or main(synthetic_args)
+print("tensorflow imported:", "tensorflow" in sys.modules)
+sys.exit(status)
+"""
+
+
+@pytest.mark.slow
+def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path):
+    pytest.importorskip("jax")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
+    archive = make_archive(make_image_folder(tmp_path / "data", per_class=10), tmp_path / "d.tar.xz")
+    folder_args = _args(tmp_path, "jax-folder", archive, "--epochs", "1",
+                        "--strategy", "data-parallel")
+    synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic", "--synthetic-examples", "64",
+                      "--runs-dir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "saved"),
+                      "--epochs", "1", *TINY]
+    # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
+    xla_flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
+                 "--xla_llvm_disable_expensive_passes=true")
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=xla_flags,
+               PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{REPO}")
+    proc = subprocess.run([sys.executable, "-c", _JAX_RUNS, json.dumps([folder_args, synthetic_args])],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tensorflow imported: False" in proc.stdout
+    notices = [line for line in proc.stderr.splitlines() if "SavedModel export skipped" in line]
+    assert len(notices) == 2 and "TensorFlow is not installed" in notices[0]
+    assert not (tmp_path / "saved").exists()
+    folder_run = tmp_path / "runs" / "jax-folder"
+    results = json.loads((folder_run / "results.json").read_text())
+    assert (results["backend"], results["devices"], results["num_val"]) == ("jax", 2, 3)
+    # The odd held-out split was padded with zero-weight examples for the 2 devices;
+    # the reported accuracy must still be the one on the 3 real examples.
+    accuracy, _, _ = _evaluate(folder_run / "model.keras", folder_run / "config.json")
+    assert accuracy == pytest.approx(results["val_accuracy"]["main"])
+    synthetic = json.loads((tmp_path / "runs" / "jax-synthetic" / "results.json").read_text())
+    assert synthetic["num_train"] == 64 and synthetic["devices"] == 1

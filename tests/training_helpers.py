@@ -1,0 +1,125 @@
+"""Shared fixtures data and helpers of the `test_training*` tests."""
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+#: The real CIFAR-10 training archive (CI always has ../shared).
+CIFAR_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10" / "train.tar.xz"
+
+CLASSES = ("cat", "dog", "frog")
+
+#: Flags of the tiniest trainable GoogLeNet, for end-to-end runs.
+TINY = ["--width", "0.125", "--stem", "cifar", "--image-size", "16", "--batch-size", "16",
+        "--verbose", "2"]
+
+#: A `sitecustomize.py` that hides TensorFlow (and what needs it) as if it were not
+#: installed: `import tensorflow` raises ModuleNotFoundError and
+#: `importlib.util.find_spec("tensorflow")` returns None.
+NO_TENSORFLOW_SITECUSTOMIZE = '''
+import sys
+
+HIDDEN = ("tensorflow", "tensorflow_datasets", "tf_keras", "tensorboard")
+
+
+class _Hide:
+    def __init__(self, finder):
+        self._finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            return None
+        find_spec = getattr(self._finder, "find_spec", None)
+        return find_spec(name, path, target) if find_spec else None
+
+    def __getattr__(self, attribute):
+        return getattr(self._finder, attribute)
+
+
+sys.meta_path[:] = [_Hide(finder) for finder in sys.meta_path]
+'''
+
+
+def make_image_folder(root, split="train", classes=CLASSES, per_class=10, size=20, fmt="png",
+                      seed=0):
+    """Writes `root/split/<class>/<i>.<fmt>` images whose colour depends on the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        folder = Path(root) / split / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.zeros(3)
+        base[label % 3] = 160
+        for i in range(per_class):
+            pixels = (base + rng.integers(0, 90, (size, size, 3))).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:03d}.{fmt}")
+    return Path(root)
+
+
+def make_archive(folder, archive, top=None):
+    """Packs the contents of `folder` into `archive` (.tar, .tar.xz or .zip).
+
+    With `top`, members are stored under a single top-level folder `top/`.
+    """
+    folder, archive = Path(folder), Path(archive)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    prefix = f"{top}/" if top else ""
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive, "w") as zf:
+            for p in files:
+                zf.write(p, prefix + p.relative_to(folder).as_posix())
+    else:
+        mode = "w:xz" if archive.name.endswith(".xz") else "w"
+        with tarfile.open(archive, mode) as tar:
+            for p in files:
+                tar.add(p, prefix + p.relative_to(folder).as_posix())
+    return archive
+
+
+def tar_with(archive, members):
+    """Writes a tar whose members are `(TarInfo, bytes or None)` pairs."""
+    with tarfile.open(archive, "w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return archive
+
+
+def snapshot(folder):
+    """`{relative path: sha256}` of every file under `folder`."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_module(args, *, env=None, timeout=600, cwd=REPO, module="training.cifar"):
+    """Runs `python -m training.cifar ARGS` in a subprocess; returns the CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (full_env.get("PYTHONPATH"), str(REPO)) if p
+    )
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def error_lines(stderr):
+    """The lines of stderr that are not TensorFlow/absl logging noise."""
+    noise = ("I0000", "W0000", "E0000", "WARNING: All log", "To enable the following")
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]

@@ -1,0 +1,1 @@
+"""Training scripts for keras-googlenet: `python -m training.cifar`."""

@@ -1,0 +1,417 @@
+"""Train GoogLeNet on CIFAR-10 (or any image folder) end to end.
+
+    python -m training.cifar --name my-run
+    python -m training.cifar --data-dir ../shared/data/cifar10/train.tar.xz --epochs 30
+    python -m training.cifar --help
+
+A run lives in `runs/<name>/`:
+
+- `config.json`: the resolved `TrainConfig`; `labels.txt`: class names in output order;
+- `history.csv` and `logs/` (TensorBoard): per-epoch loss and accuracy of every
+  head, learning rate, images/s, for training and validation;
+- `best.keras`: the model of the best epoch by `val_main_accuracy`;
+- `model.keras`: the final three-head model (EMA weights with `--ema`);
+- `results.json`: final per-head accuracy on the held-out split, wall time,
+  training images/s (written last: its presence marks a finished run);
+- `backup/`: the state a killed run resumes from (removed when the run finishes).
+
+and the main head is exported as a SavedModel to `saved_models/<name>/`.
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from training.config import (
+    DATA_SOURCES,
+    PIPELINES,
+    PRECISIONS,
+    STEMS,
+    STRATEGIES,
+    ConfigError,
+    TrainConfig,
+    atomic_write_text,
+    tensorflow_available,
+)
+
+
+class RunError(ValueError):
+    """The run folder is in a state that forbids this run; one line for the user."""
+
+
+# ---- training -----------------------------------------------------------------
+
+
+def train(config):
+    """Trains, evaluates, saves and exports one run.
+
+    Re-running an unfinished run with the same settings resumes it from its
+    last completed epoch; a finished run (one with `results.json`) is only
+    trained again with `overwrite=True`. Nothing in the run folder is touched
+    until the data has loaded, so bad inputs leave an earlier run intact.
+
+    Args:
+        config: A `TrainConfig` (resolved here if it is not already).
+
+    Returns:
+        The results dict also written to `runs/<name>/results.json`.
+
+    Raises:
+        ConfigError, DataError, RunError: For bad settings, data or run state.
+        TrainingDiverged: If the loss becomes NaN or infinite.
+    """
+    import keras
+
+    from training.callbacks import (
+        AtomicBackupAndRestore,
+        AtomicModelCheckpoint,
+        EpochStats,
+        StopOnNaN,
+    )
+    from training.data import build_datasets
+    from training.recipe import build_model, compile_model, setup_runtime
+
+    started = time.time()
+    config = config.resolve()
+    run_dir = Path(config.run_dir)
+    state = _run_state(config)
+    keras.backend.clear_session()  # also resets the dtype policy and distribution
+    scope, replicas = setup_runtime(config)
+    data = build_datasets(config, replicas=replicas)
+
+    if state == "overwrite":
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".tmp-*"):  # left by a killed save
+        stale.unlink()
+    config.save(run_dir / "config.json")
+    atomic_write_text(run_dir / "labels.txt", "".join(f"{c}\n" for c in data.class_names))
+
+    with scope:
+        model = build_model(config, len(data.class_names))
+        compile_model(model, config, data.steps_per_epoch)
+
+    backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
+    resumed_from = backup.saved_epoch()
+    history = _trim_history(run_dir / "history.csv", resumed_from)
+    best_so_far = max((float(r["val_main_accuracy"]) for r in history), default=None)
+    callbacks = [
+        StopOnNaN(),
+        EpochStats(data.steps_per_epoch * config.batch_size),
+        AtomicModelCheckpoint(
+            str(run_dir / "best.keras"),
+            monitor="val_main_accuracy",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if tensorflow_available():  # Keras's TensorBoard writer needs TensorFlow
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0)
+        )
+    else:
+        print("notice: TensorBoard logs skipped: TensorFlow is not installed "
+              "(history.csv has the same figures)", file=sys.stderr)
+    # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
+    callbacks.append(backup)
+
+    print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
+          f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
+          f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
+          f"{data.pipeline} input pipeline")
+    if resumed_from:
+        print(f"Resuming from the backup in {run_dir / 'backup'}: "
+              f"epoch {resumed_from + 1} of {config.epochs}")
+    model.fit(
+        data.train,
+        validation_data=data.val,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the datasets shuffle themselves
+    )
+    # With --ema, fit() has already swapped the averaged weights into the model
+    # (optimizer.finalize_variable_values), so what follows uses them.
+    final = model.evaluate(data.val, return_dict=True, verbose=0)
+    _atomic_save(model, run_dir / "model.keras")
+    saved_model = _export(model, config, data.class_names, allow_overwrite=state != "new")
+
+    history = _read_history(run_dir / "history.csv")
+    best = max(history, key=lambda r: float(r["val_main_accuracy"]))
+    heads = [h for h in ("aux1", "aux2", "main") if f"{h}_accuracy" in final]
+    results = {
+        "name": config.name,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": keras.backend.backend(),
+        "devices": replicas,
+        "epochs": config.epochs,
+        "resumed_from_epoch": resumed_from,
+        "num_train": data.num_train,
+        "num_val": data.num_val,
+        "val_source": data.val_source,
+        "skipped_files": len(data.skipped_files),
+        "final_weights": "ema" if config.ema else "last epoch",
+        "val_accuracy": {h: float(final[f"{h}_accuracy"]) for h in heads},
+        "val_loss": {h: float(final[f"{h}_loss"]) for h in heads} | {"total": float(final["loss"])},
+        "best_epoch": int(best["epoch"]) + 1,
+        "best_val_main_accuracy": float(best["val_main_accuracy"]),
+        "wall_time_s": round(time.time() - started, 2),
+        "train_time_s": round(sum(float(r["epoch_time_s"]) for r in history), 2),
+        # Median over epochs: robust to the first epoch's compilation time.
+        "train_images_per_second": round(
+            statistics.median(float(r["images_per_second"]) for r in history), 1
+        ),
+        "model": str(run_dir / "model.keras"),
+        "best_model": str(run_dir / "best.keras"),
+        "saved_model": saved_model,
+    }
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    _print_summary(results)
+    return results
+
+
+def _run_state(config):
+    """`"new"`, `"resume"` or `"overwrite"`; raises `RunError` if the run must not start."""
+    run_dir = Path(config.run_dir)
+    hint = "pass --overwrite to start it over, or pick another --name"
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        if config.export and os.path.exists(config.export_path) and not config.overwrite:
+            raise RunError(f"{config.export_path} already exists; {hint}")
+        return "new"
+    if (run_dir / "results.json").exists():
+        if config.overwrite:
+            return "overwrite"
+        raise RunError(f"run {config.name!r} already finished ({run_dir / 'results.json'}); {hint}")
+    try:
+        saved = TrainConfig.load(run_dir / "config.json")
+    except (OSError, ValueError, TypeError) as e:
+        if config.overwrite:
+            return "overwrite"
+        raise RunError(f"{run_dir} is not a readable run folder ({e}); {hint}") from e
+    changed = config.resume_differences(saved)
+    if changed:
+        if config.overwrite:
+            return "overwrite"
+        details = ", ".join(
+            f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in changed
+        )
+        raise RunError(
+            f"unfinished run {config.name!r} was started with other settings ({details}); "
+            f"re-run with the same flags to resume it, or {hint}"
+        )
+    return "resume"
+
+
+def _read_history(path):
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _trim_history(path, epochs_done):
+    """Drops CSV rows of epochs the backup does not cover (they will be redone)."""
+    rows = _read_history(path)
+    keep = [r for r in rows if int(r["epoch"]) < epochs_done]
+    if len(keep) != len(rows):
+        if keep:
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(keep)
+            os.replace(tmp, path)
+        else:
+            path.unlink()
+    return keep
+
+
+def _atomic_save(model, path):
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _export(model, config, class_names, allow_overwrite):
+    """Exports the main head as a SavedModel; skipped without TensorFlow."""
+    if not config.export:
+        return None
+    if not tensorflow_available():
+        print(f"notice: SavedModel export skipped: TensorFlow is not installed "
+              f"({Path(config.run_dir) / 'model.keras'} was saved)", file=sys.stderr)
+        return None
+    from keras_googlenet.export import export_saved_model
+
+    path = export_saved_model(
+        model, config.export_path, labels=class_names, head="main", overwrite=allow_overwrite
+    )
+    return str(path)
+
+
+def _print_summary(results):
+    lines = [
+        "",
+        f"| head | val accuracy | val loss |",
+        "|------|-------------:|---------:|",
+    ]
+    for head, acc in results["val_accuracy"].items():
+        lines.append(f"| {head} | {acc:.4f} | {results['val_loss'][head]:.4f} |")
+    lines += [
+        "",
+        f"Held-out split: {results['num_val']} images ({results['val_source']}); "
+        f"final weights: {results['final_weights']}; best val_main_accuracy "
+        f"{results['best_val_main_accuracy']:.4f} at epoch {results['best_epoch']}.",
+        f"Wall time {results['wall_time_s']:.1f} s; training {results['train_images_per_second']:.0f} "
+        f"images/s on {results['devices']} device(s).",
+        f"Model: {results['model']}; SavedModel: {results['saved_model'] or 'not exported'}.",
+    ]
+    print("\n".join(lines))
+
+
+# ---- command line -------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage dump
+        raise _UsageError(message)
+
+
+def build_parser():
+    """The `python -m training.cifar` argument parser (defaults from `TrainConfig`)."""
+    d = TrainConfig()
+    p = _Parser(
+        prog="python -m training.cifar",
+        description="Train GoogLeNet (three heads) on CIFAR-10 or an image folder, "
+        "evaluate it on a held-out split and export the main head as a SavedModel.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bool_flag = argparse.BooleanOptionalAction
+
+    g = p.add_argument_group("run")
+    g.add_argument("--name", default=d.name, help="run name: runs/NAME and saved_models/NAME")
+    g.add_argument("--runs-dir", default=d.runs_dir, help="folder of run folders")
+    g.add_argument("--export-dir", default=d.export_dir, help="folder of exported SavedModels")
+    g.add_argument("--export", action=bool_flag, default=d.export,
+                   help="export the main head as a SavedModel (needs TensorFlow)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="train again over a finished run (or one started with other settings)")
+    g.add_argument("--verbose", type=int, default=d.verbose, choices=(0, 1, 2),
+                   help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=DATA_SOURCES, default=None,
+                   help="data source (default: folder with --data-dir, else tfds)")
+    g.add_argument("--data-dir", default=None,
+                   help="image folder DIR/train/<class>/* (optional DIR/val or DIR/test), "
+                   "or a .tar/.tar.xz/.zip of one")
+    g.add_argument("--tfds-name", default=d.tfds_name, help="TFDS dataset for --data tfds")
+    g.add_argument("--tfds-dir", default=None, help="TFDS data folder (default: TFDS's own)")
+    g.add_argument("--cache-dir", default=None,
+                   help="where archives are extracted (default: $KERAS_GOOGLENET_CACHE "
+                   "or ~/.cache/keras_googlenet)")
+    g.add_argument("--image-size", type=int, default=d.image_size,
+                   help="train at SIZExSIZE (images are resized once when loaded)")
+    g.add_argument("--limit", type=int, default=None,
+                   help="use N examples per split (a seeded sample), for smoke runs")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="held-out fraction of train (stratified) when there is no val/ or test/")
+    g.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable or non-image files instead of stopping")
+    g.add_argument("--synthetic-examples", type=int, default=d.synthetic_examples,
+                   help="training images for --data synthetic")
+    g.add_argument("--pipeline", choices=("auto", *PIPELINES), default="auto",
+                   help="input pipeline: tf.data needs TensorFlow; numpy is a keras PyDataset")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--stem", choices=STEMS, default=d.stem,
+                   help="cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)")
+    g.add_argument("--width", type=float, default=d.width, help="channel multiplier")
+    g.add_argument("--batch-norm", action=bool_flag, default=d.batch_norm,
+                   help="BatchNorm after every convolution (off: the 2014 network with LRN)")
+    g.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the main classifier")
+    g.add_argument("--aux-dropout", type=float, default=d.aux_dropout, help="dropout in the auxiliary heads")
+    g.add_argument("--aux-weight", type=float, default=d.aux_weight, help="loss weight of each auxiliary head")
+
+    g = p.add_argument_group("recipe")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (after warm-up)")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    g.add_argument("--nesterov", action=bool_flag, default=d.nesterov, help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay (Keras style: 5e-3 ~ PyTorch's 5e-4 with momentum 0.9)")
+    g.add_argument("--warmup-epochs", type=float, default=None,
+                   help="epochs of linear warm-up from 0, then cosine decay to 0 "
+                   "(default: 5%% of --epochs, at most 5)")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing")
+    g.add_argument("--augment", action=bool_flag, default=d.augment,
+                   help="random pad-and-crop and horizontal flip")
+    g.add_argument("--pad", type=int, default=d.pad, help="pad-and-crop padding in pixels")
+    g.add_argument("--ema", action=bool_flag, default=d.ema,
+                   help="keep an exponential moving average of the weights and use it as the final model")
+    g.add_argument("--ema-momentum", type=float, default=d.ema_momentum, help="EMA momentum")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffles and initialisation")
+
+    g = p.add_argument_group("system")
+    g.add_argument("--jit", action=bool_flag, default=None,
+                   help="XLA compilation (default: on with a GPU or on JAX, off on CPU)")
+    g.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+                   help="auto: mixed_bfloat16 on recent GPUs, mixed_float16 on older ones, float32 on CPU")
+    g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
+                   help="mirrored: tf.distribute over local GPUs (TensorFlow); "
+                   "data-parallel: keras.distribution (JAX)")
+    g.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution,
+                   help="training steps per compiled call; raise on GPUs to cut per-step "
+                   "overhead (callbacks then see every N-th batch)")
+    g.add_argument("--run-eagerly", action="store_true",
+                   help="debugging: run the model op by op, without tf.function/jit (slow)")
+    return p
+
+
+def config_from_args(argv=None):
+    """Parses command-line arguments into an unresolved `TrainConfig`."""
+    args = vars(build_parser().parse_args(argv))
+    for key in ("precision", "pipeline"):
+        if args[key] == "auto":
+            args[key] = None
+    return TrainConfig(**args)
+
+
+def main(argv=None):
+    """Command-line entry point; returns the process exit status."""
+    from training.callbacks import TrainingDiverged
+    from training.data import DataError
+
+    try:
+        config = config_from_args(argv)
+    except _UsageError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        return 2
+    try:
+        train(config)
+    except (ConfigError, DataError, RunError, TrainingDiverged) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last completed "
+              "epoch", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

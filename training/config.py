@@ -1,0 +1,301 @@
+"""The one configuration object of a training run.
+
+`TrainConfig` holds every setting of `python -m training.cifar` (each CLI flag is
+one field). Some fields default to `None`, meaning "pick for this machine";
+`TrainConfig.resolve()` fills them in, and the resolved configuration is what a
+run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+#: Values accepted by the choice fields.
+DATA_SOURCES = ("tfds", "folder", "synthetic")
+STEMS = ("cifar", "imagenet")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("none", "mirrored", "data-parallel")
+PIPELINES = ("tf.data", "numpy")
+
+#: Smallest image side per stem (mirrors keras_googlenet.MIN_INPUT_SIZE, which
+#: needs Keras; kept here so that validating a config imports nothing heavy).
+_MIN_IMAGE_SIZE = {"cifar": 16, "imagenet": 64}
+
+#: Fields that may change between a killed run and its resumption: they do not
+#: change the trained state (everything else must match to resume).
+RESUME_INDEPENDENT = ("overwrite", "verbose", "export", "jit", "pipeline", "cache_dir",
+                      "steps_per_execution", "run_eagerly")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message is one line meant for the user."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. See `python -m training.cifar --help`.
+
+    Fields left at `None` are machine-dependent and filled by `resolve()`.
+    """
+
+    # ---- run ----------------------------------------------------------------
+    name: str = "googlenet-cifar10"
+    runs_dir: str = "runs"
+    export_dir: str = "saved_models"
+    export: bool = True
+    overwrite: bool = False
+    verbose: int = 1
+    # ---- data ---------------------------------------------------------------
+    data: Optional[str] = None  # None: "folder" if data_dir is set, else "tfds"
+    data_dir: Optional[str] = None
+    tfds_name: str = "cifar10"
+    tfds_dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    image_size: int = 32
+    limit: Optional[int] = None
+    val_fraction: float = 0.1
+    skip_bad_images: bool = False
+    synthetic_examples: int = 10000
+    pipeline: Optional[str] = None  # None: "tf.data" when TensorFlow imports, else "numpy"
+    # ---- model --------------------------------------------------------------
+    stem: str = "cifar"
+    width: float = 1.0
+    batch_norm: bool = True
+    dropout: float = 0.4
+    aux_dropout: float = 0.7
+    aux_weight: float = 0.3
+    # ---- recipe -------------------------------------------------------------
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    # Keras applies weight decay directly to the weights (decoupled, not through
+    # the momentum buffer), so 5e-3 here matches the usual coupled 5e-4 of
+    # PyTorch CIFAR recipes with momentum 0.9 (5e-4 / (1 - 0.9)).
+    weight_decay: float = 5e-3
+    warmup_epochs: Optional[float] = None  # None: 5% of epochs, at most 5
+    label_smoothing: float = 0.1
+    augment: bool = True
+    pad: int = 4
+    ema: bool = False
+    ema_momentum: float = 0.999
+    seed: int = 0
+    # ---- system -------------------------------------------------------------
+    jit: Optional[bool] = None  # None: on with a GPU (or on JAX), off on CPU
+    precision: Optional[str] = None  # None: mixed on GPU, float32 on CPU
+    strategy: str = "none"
+    steps_per_execution: int = 1
+    run_eagerly: bool = False
+
+    # ------------------------------------------------------------------------
+    @property
+    def run_dir(self):
+        """The run folder, `runs_dir/name`."""
+        return os.path.join(self.runs_dir, self.name)
+
+    @property
+    def export_path(self):
+        """The SavedModel folder, `export_dir/name`."""
+        return os.path.join(self.export_dir, self.name)
+
+    def resolve(self):
+        """Returns a validated copy with every automatic value filled in.
+
+        - `data`: `"folder"` when `data_dir` is set, else `"tfds"`.
+        - `warmup_epochs`: 5% of `epochs`, at most 5.
+        - `data_dir`: made absolute, so the saved configuration is self-contained.
+        - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
+          non-jitted execution is op-by-op); off on CPU with TensorFlow, where
+          XLA is slower.
+        - `precision`: `mixed_bfloat16` on GPUs that support it (compute
+          capability 8.0+), `mixed_float16` on older GPUs, `float32` on CPU.
+        - `pipeline`: `tf.data` when TensorFlow is importable, else `numpy`.
+
+        Raises:
+            ConfigError: If a value is invalid or inconsistent.
+        """
+        config = dataclasses.replace(self)
+        if config.data is None:
+            config.data = "folder" if config.data_dir else "tfds"
+        if config.warmup_epochs is None:
+            config.warmup_epochs = round(min(5.0, 0.05 * config.epochs), 6)
+        if config.data_dir is not None:
+            config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+        config.validate()
+        if config.jit is None or config.precision is None:
+            backend, gpu = _accelerator()
+            if config.jit is None:
+                config.jit = gpu is not None or backend == "jax"
+            if config.precision is None:
+                if gpu is None:
+                    config.precision = "float32"
+                else:
+                    config.precision = "mixed_bfloat16" if gpu >= 8.0 else "mixed_float16"
+        if config.pipeline is None:
+            config.pipeline = "tf.data" if tensorflow_available() else "numpy"
+        config.validate()
+        return config
+
+    def validate(self):
+        """Checks every field; raises `ConfigError` naming the first bad one."""
+        if not (isinstance(self.name, str) and _NAME_RE.match(self.name)):
+            raise ConfigError("--name must be a plain folder name (letters, digits, '.', '_', "
+                              f"'-'); got {self.name!r}")
+        if self.data == "folder" and not self.data_dir:
+            raise ConfigError("--data folder needs --data-dir DIR (a folder or a .tar/.tar.xz/"
+                              ".zip archive)")
+        if self.data in ("tfds", "synthetic") and self.data_dir:
+            raise ConfigError(
+                f"--data-dir is only used with --data folder (got --data {self.data})"
+            )
+        minimum = _MIN_IMAGE_SIZE.get(self.stem, 1)
+        max_warmup = self.epochs if _is_int(self.epochs) else 0
+        checks = [  # (flag, value, valid, what a valid value is)
+            ("--data", self.data, self.data in (None, *DATA_SOURCES), f"one of {DATA_SOURCES}"),
+            ("--stem", self.stem, self.stem in STEMS, f"one of {STEMS}"),
+            ("--image-size", self.image_size, _at_least(self.image_size, minimum),
+             f"an integer >= {minimum} for --stem {self.stem}"),
+            ("--limit", self.limit, self.limit is None or _at_least(self.limit, 1), ">= 1"),
+            ("--val-fraction", self.val_fraction, _fraction(self.val_fraction), "in [0, 1)"),
+            ("--synthetic-examples", self.synthetic_examples, _at_least(self.synthetic_examples, 1),
+             ">= 1"),
+            ("--pipeline", self.pipeline, self.pipeline in (None, *PIPELINES),
+             f"one of {PIPELINES}"),
+            ("--width", self.width, _is_num(self.width) and self.width > 0, "> 0"),
+            ("--dropout", self.dropout, _fraction(self.dropout), "in [0, 1)"),
+            ("--aux-dropout", self.aux_dropout, _fraction(self.aux_dropout), "in [0, 1)"),
+            ("--aux-weight", self.aux_weight, _is_num(self.aux_weight) and self.aux_weight >= 0,
+             ">= 0"),
+            ("--epochs", self.epochs, _at_least(self.epochs, 1), ">= 1"),
+            ("--batch-size", self.batch_size, _at_least(self.batch_size, 1), ">= 1"),
+            ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "> 0"),
+            ("--momentum", self.momentum, _fraction(self.momentum), "in [0, 1)"),
+            ("--weight-decay", self.weight_decay,
+             _is_num(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+            ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
+             or (_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
+             "in [0, --epochs]"),
+            ("--label-smoothing", self.label_smoothing, _fraction(self.label_smoothing),
+             "in [0, 1)"),
+            ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,
+             "in [0, --image-size]"),
+            ("--ema-momentum", self.ema_momentum, _fraction(self.ema_momentum), "in [0, 1)"),
+            ("--seed", self.seed, _at_least(self.seed, 0), ">= 0"),
+            ("--jit", self.jit, self.jit in (None, True, False), "a boolean"),
+            ("--run-eagerly", self.run_eagerly, self.run_eagerly in (True, False), "a boolean"),
+            ("--precision", self.precision, self.precision in (None, *PRECISIONS),
+             f"one of {PRECISIONS}"),
+            ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
+            ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
+            ("--steps-per-execution", self.steps_per_execution,
+             _at_least(self.steps_per_execution, 1), ">= 1"),
+        ]
+        for flag, value, valid, requirement in checks:
+            if not valid:
+                raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
+
+    # ---- JSON ---------------------------------------------------------------
+    def to_dict(self):
+        """The configuration as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from `to_dict()` output; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    def save(self, path):
+        """Writes the configuration as JSON, atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path):
+        """Reads a configuration written by `save`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def resume_differences(self, other):
+        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s."""
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in RESUME_INDEPENDENT and getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` through a temporary file renamed into place."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def tensorflow_available():
+    """Whether `import tensorflow` works (imports it if so)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _accelerator():
+    """Returns `(backend name, GPU compute capability or None)` for the first GPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                return backend, None
+            details = tf.config.experimental.get_device_details(gpus[0])
+            capability = details.get("compute_capability")
+            return backend, float("%d.%d" % capability) if capability else 0.0
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if not gpus:
+                return backend, None
+            return backend, float(getattr(gpus[0], "compute_capability", 0) or 0)
+        if backend == "torch":
+            import torch
+
+            if not torch.cuda.is_available():
+                return backend, None
+            return backend, float("%d.%d" % torch.cuda.get_device_capability(0))
+    except (RuntimeError, ValueError):  # a backend that cannot initialise its GPU
+        return backend, None
+    return backend, None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _at_least(value, minimum):
+    return _is_int(value) and value >= minimum
+
+
+def _fraction(value):
+    return _is_num(value) and 0 <= value < 1

@@ -1,0 +1,181 @@
+"""Model, optimizer and compile settings of the training recipe.
+
+Free of CLI and run-folder concerns so that the tuner and benchmarks can reuse
+them: `setup_runtime` (precision, seeds, multi-device), then `build_model` and
+`compile_model` inside the returned scope.
+"""
+
+import contextlib
+
+import keras
+
+from keras_googlenet import GoogLeNet
+from training.config import ConfigError
+
+#: Loss weight of the main head; the auxiliary heads get `config.aux_weight`.
+MAIN_WEIGHT = 1.0
+
+
+def setup_runtime(config):
+    """Applies the global settings a run needs before any model is built.
+
+    Sets the dtype policy (`config.precision`), seeds Python, numpy and the
+    backend (`config.seed`) and sets up multi-device training:
+
+    - `"mirrored"`: a `tf.distribute.MirroredStrategy` over all local GPUs,
+      else over all logical CPUs (TensorFlow backend only);
+    - `"data-parallel"`: `keras.distribution.DataParallel` over all devices
+      (JAX backend only).
+
+    Args:
+        config: A resolved `TrainConfig`.
+
+    Returns:
+        `(scope, replicas)`: a context manager to build and compile the model
+        in, and the number of devices each batch is split over.
+
+    Raises:
+        ConfigError: If the strategy does not match the Keras backend.
+    """
+    backend = keras.backend.backend()
+    keras.config.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    if config.strategy == "mirrored":
+        if backend != "tensorflow":
+            raise ConfigError(
+                f"--strategy mirrored needs KERAS_BACKEND=tensorflow (current: {backend}); "
+                "use --strategy data-parallel on JAX"
+            )
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if config.strategy == "data-parallel":
+        if backend != "jax":
+            raise ConfigError(
+                f"--strategy data-parallel needs KERAS_BACKEND=jax (current: {backend}); "
+                "use --strategy mirrored on TensorFlow"
+            )
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
+    if backend == "jax":
+        keras.distribution.set_distribution(None)  # undo an earlier call in this process
+    return contextlib.nullcontext(), 1
+
+
+def build_model(config, num_classes):
+    """The three-head GoogLeNet of the configuration (uncompiled).
+
+    Call after `setup_runtime` (the dtype policy must be set before building).
+
+    Args:
+        config: A resolved `TrainConfig`.
+        num_classes: Number of classes.
+
+    Returns:
+        A `keras.Model` with outputs `aux1`, `aux2`, `main` (logits).
+    """
+    size = config.image_size
+    return GoogLeNet(
+        classes=num_classes,
+        input_shape=(size, size, 3),
+        stem=config.stem,
+        width=config.width,
+        batch_norm=config.batch_norm,
+        dropout=config.dropout,
+        aux_dropout=config.aux_dropout,
+    )
+
+
+def build_schedule(config, steps_per_epoch):
+    """Learning rate per optimizer step: linear warm-up from 0 to `config.lr`
+    over `config.warmup_epochs`, then cosine decay to 0 at the last step.
+
+    Args:
+        config: A resolved `TrainConfig`.
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay`.
+    """
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=total - warmup,
+        warmup_target=config.lr,
+        warmup_steps=warmup,
+    )
+
+
+def build_optimizer(config, steps_per_epoch):
+    """SGD with Nesterov momentum on the `build_schedule` learning rate.
+
+    Weight decay is Keras's decoupled decay, not applied to biases and
+    BatchNorm parameters. With `config.ema` the optimizer also keeps an
+    exponential moving average of the weights, which `model.fit` copies into
+    the model when training ends.
+
+    Args:
+        config: A resolved `TrainConfig`.
+        steps_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        A `keras.optimizers.SGD`.
+    """
+    optimizer = keras.optimizers.SGD(
+        learning_rate=build_schedule(config, steps_per_epoch),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay or None,
+        use_ema=config.ema,
+        ema_momentum=config.ema_momentum,
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles a three-head GoogLeNet with the recipe's losses and metrics.
+
+    Every head gets a cross-entropy on logits with label smoothing (so labels
+    are one-hot) and an accuracy metric; losses are weighted
+    `aux_weight, aux_weight, 1.0` (the paper's 0.3, 0.3, 1.0 by default).
+    Keras then reports `main_accuracy`, `val_main_accuracy`, etc.
+
+    Args:
+        model: The model from `build_model`.
+        config: A resolved `TrainConfig`.
+        steps_per_epoch: Optimizer steps per epoch (for the schedule).
+
+    Returns:
+        `model`, compiled.
+    """
+    heads = list(model.output_names)
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        # Losses average over the sample weights and accuracy is a *weighted*
+        # metric (Keras ignores sample weights in plain `metrics`), so that the
+        # zero-weight padding build_datasets adds for multi-device validation
+        # does not count. Without sample weights both are the usual means.
+        loss={
+            head: keras.losses.CategoricalCrossentropy(
+                from_logits=True,
+                label_smoothing=config.label_smoothing,
+                reduction="mean_with_sample_weight",
+            )
+            for head in heads
+        },
+        loss_weights={
+            head: MAIN_WEIGHT if head == "main" else config.aux_weight for head in heads
+        },
+        weighted_metrics={
+            head: [keras.metrics.CategoricalAccuracy(name="accuracy")] for head in heads
+        },
+        jit_compile=config.jit and not config.run_eagerly,
+        run_eagerly=config.run_eagerly,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model

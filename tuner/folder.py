@@ -1,0 +1,169 @@
+"""The search folder of `python -m tuner.search`: its fingerprint and result files.
+
+- `search.json`: `fingerprint(...)`, the settings that define a search; a folder
+  made with other settings is refused (`check_directory`);
+- `summary.md`, `trials.json`: every trial (`trial_rows`, `summary_table`);
+- `best_config.json`: the best configuration as `GoogLeNet` keyword arguments;
+  `best_trial.json`: its score, cost and hyperparameter values.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from training.config import RESUME_INDEPENDENT, atomic_write_text
+from tuner.space import STAGES, shares
+
+#: keras-tuner project folder inside the search folder.
+PROJECT = "tuner"
+
+#: Files and folders of a search folder (what --overwrite removes).
+SEARCH_FILES = ("search.json", PROJECT, "logs", "summary.md", "trials.json",
+                "best_config.json", "best_trial.json")
+
+#: Format version of search.json.
+FINGERPRINT_FORMAT = 1
+
+#: TrainConfig fields that do not change what a trial computes (they may
+#: differ between runs of one search, and between its chief and workers).
+_NOT_FINGERPRINTED = set(RESUME_INDEPENDENT) | {
+    "name", "runs_dir", "export_dir", "export", "strategy", "width",
+}
+
+
+class SearchError(ValueError):
+    """The search folder forbids this search; one line for the user."""
+
+
+def fingerprint(config, space, tuner, max_mflops, max_params, fill_budget):
+    """What defines a search: compared when a search folder is reused."""
+    train = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    fp = {
+        "format": FINGERPRINT_FORMAT,
+        "objective": "val_main_accuracy (max)",
+        "tuner": tuner,
+        "max_mflops": max_mflops,
+        "max_params": max_params,
+        "fill_budget": fill_budget,
+        "space": space.to_dict(),
+        "train_config": train,
+    }
+    return json.loads(json.dumps(fp))  # normalise tuples to lists
+
+
+def _differences(old, new, prefix=""):
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} ({a!r} there, {b!r} now)")
+    return out
+
+
+def check_directory(directory, fp, overwrite):
+    """Refuses a search folder made with other settings; returns "new" or "resume"."""
+    directory = Path(directory)
+    path = directory / "search.json"
+    if overwrite:
+        return "new"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise SearchError(f"{path} is unreadable ({e}); pass --overwrite to start over") from e
+        diff = _differences(old, fp)
+        if diff:
+            raise SearchError(
+                f"{directory} holds a search made with a different search space or settings "
+                f"(differs in {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}); "
+                "re-run with the original flags to resume it, use another --directory, "
+                "or pass --overwrite to start over"
+            )
+        return "resume"
+    if (directory / PROJECT).exists():
+        raise SearchError(
+            f"{directory / PROJECT} exists but {path} does not: not a search folder of this "
+            "command; use another --directory or pass --overwrite"
+        )
+    return "new"
+
+
+def clear_directory(directory):
+    """Removes the files of a search (only those: the folder may hold others)."""
+    for name in SEARCH_FILES:
+        path = Path(directory) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def trial_rows(oracle, hypermodel):
+    """One dict per trial: id, status, score, epochs, MFLOPs, params, ratios."""
+    rows = []
+    for trial in oracle.trials.values():
+        values = {**hypermodel.space.default_values(), **trial.hyperparameters.values}
+        mflops, params = hypermodel.budget.measure(values)
+        rows.append({
+            "trial_id": trial.trial_id,
+            "status": trial.status,
+            "score": None if trial.score is None else float(trial.score),
+            "epochs": values.get("tuner/epochs", hypermodel.config.epochs),
+            "mflops": round(mflops, 3),
+            "params": params,
+            "width": values["width"],
+            "shares": {s: [round(x, 4) for x in shares(values, s)] for s in STAGES},
+            "reductions": {s: [values[f"stage{s}_reduce_3x3"], values[f"stage{s}_reduce_5x5"]]
+                           for s in STAGES},
+            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},
+        })
+    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["trial_id"]))
+    return rows
+
+
+def summary_table(rows):
+    """A markdown table of `trial_rows` (shares in % of a block's output)."""
+    lines = [
+        "| trial | status | val_main_accuracy | epochs | MFLOPs | params | width | "
+        "stage 3 shares / reductions | stage 4 | stage 5 |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        stages = [
+            "/".join(f"{100 * x:.0f}" for x in r["shares"][s])
+            + " r " + "/".join(f"{x:g}" for x in r["reductions"][s])
+            for s in STAGES
+        ]
+        score = "-" if r["score"] is None else f"{r['score']:.4f}"
+        lines.append(
+            f"| {r['trial_id']} | {r['status']} | {score} | {r['epochs']} | {r['mflops']:.2f} | "
+            f"{r['params']:,} | {r['width']:g} | " + " | ".join(stages) + " |"
+        )
+    lines.append("")
+    lines.append("Shares: % of a block's output channels in the 1x1/3x3/5x5/pool-projection "
+                 "branches; r: 3x3/5x5 reduction channels per convolution channel.")
+    return "\n".join(lines)
+
+
+def write_results(directory, oracle, hypermodel):
+    """Writes summary.md, trials.json, best_config.json and best_trial.json.
+
+    Returns:
+        `(rows, best model config or None)`.
+    """
+    directory = Path(directory)
+    rows = trial_rows(oracle, hypermodel)
+    table = summary_table(rows)
+    atomic_write_text(directory / "summary.md", table + "\n")
+    atomic_write_text(directory / "trials.json", json.dumps(rows, indent=2) + "\n")
+    completed = [r for r in rows if r["status"] == "COMPLETED" and r["score"] is not None]
+    if not completed:
+        return rows, None
+    best = completed[0]
+    model_config = hypermodel.model_config(best["values"])
+    atomic_write_text(directory / "best_config.json", json.dumps(model_config, indent=2) + "\n")
+    atomic_write_text(directory / "best_trial.json", json.dumps(best, indent=2) + "\n")
+    return rows, model_config
