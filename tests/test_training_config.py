@@ -116,3 +116,22 @@ def test_bad_command_lines_give_one_line_errors(argv, status, message, capsys, t
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_blocks_table_is_validated_saved_and_built(tmp_path):
+    from keras_googlenet import PAPER_BLOCKS
+    from training.recipe import build_model
+
+    blocks = [(8, 8, 8, 4, 4, 4)] * 9
+    config = TrainConfig(blocks=blocks, width=1.0).resolve()
+    assert config.blocks == [[8, 8, 8, 4, 4, 4]] * 9  # JSON-equal lists
+    config.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json").blocks == config.blocks
+    model = build_model(config, num_classes=10)
+    assert model.get_layer("inception_5b").output.shape[-1] == 24
+    paper = build_model(TrainConfig().resolve(), num_classes=10)
+    assert paper.get_layer("inception_5b").output.shape[-1] == sum(PAPER_BLOCKS[-1][i] for i in (0, 2, 4, 5))
+    with pytest.raises(ConfigError, match="blocks"):
+        TrainConfig(blocks=[(8, 8, 8, 4, 4)] * 9).resolve()
+    with pytest.raises(ConfigError, match="blocks"):
+        TrainConfig(blocks=[(8, 8, 8, 4, 4, 0)] * 9).resolve()

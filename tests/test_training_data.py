@@ -23,7 +23,8 @@ from training.data import (
 
 def folder_config(data_dir, tmp_path, **fields):
     fields = {"image_size": 16, "val_fraction": 0.2, "batch_size": 4, **fields}
-    return TrainConfig(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **fields).resolve()
+    config = TrainConfig(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), **fields)
+    return config.resolve()
 
 
 @pytest.fixture
@@ -68,7 +69,8 @@ def test_a_val_or_test_folder_is_the_held_out_split(folder, tmp_path, split):
 
 def test_held_out_classes_must_match_train(folder, tmp_path):
     make_image_folder(folder, split="val", classes=("cat", "dog", "horse"), per_class=2)
-    with pytest.raises(DataError, match=r"differ from train/: missing \['frog'\], extra \['horse'\]"):
+    message = r"differ from train/: missing \['frog'\], extra \['horse'\]"
+    with pytest.raises(DataError, match=message):
         load_arrays(folder_config(folder, tmp_path))
 
 
@@ -160,7 +162,7 @@ def test_archives_with_escaping_members_are_refused(tmp_path, kind):
         resolve_data_dir(archive, tmp_path / "cache")
     after = sorted(p.name for p in tmp_path.rglob("*"))
     # Nothing extracted anywhere (the cache folder itself may now exist, empty).
-    assert [p for p in after if p not in before] in ([], ["cache", "archives"], ["archives", "cache"])
+    assert {p for p in after if p not in before} <= {"cache", "archives"}
     assert not list((tmp_path / "cache" / "archives").iterdir())
     assert not (tmp_path / "evil.txt").exists() and not (work / "abs_evil.txt").exists()
 
@@ -187,6 +189,11 @@ def test_unsupported_file_is_not_taken_for_an_archive(tmp_path):
 # ---- augmentation -------------------------------------------------------------
 
 
+def _crop(image, dy, dx, size, flip):
+    crop = image[dy:dy + size, dx:dx + size]
+    return crop[:, ::-1] if flip else crop
+
+
 def _check_crops_and_flips(images, out, pad):
     """Every output is a crop of the zero-padded input, possibly flipped."""
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -198,10 +205,7 @@ def _check_crops_and_flips(images, out, pad):
             for dy in range(2 * pad + 1)
             for dx in range(2 * pad + 1)
             for flip in (False, True)
-            if np.array_equal(
-                (src[dy:dy + size, dx:dx + size][:, ::-1] if flip else src[dy:dy + size, dx:dx + size]),
-                dst,
-            )
+            if np.array_equal(_crop(src, dy, dx, size, flip), dst)
         ]
         assert found, "an output is not a (flipped) crop of its padded input"
         offsets.add(found[0][:2])
@@ -253,7 +257,8 @@ def test_pipelines_yield_augmented_batches_with_one_hot_labels_per_head(folder, 
 
 
 @pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
-def test_held_out_split_is_padded_with_zero_weights_for_multiple_devices(folder, tmp_path, pipeline):
+def test_held_out_split_is_padded_with_zero_weights_for_multiple_devices(
+        folder, tmp_path, pipeline):
     config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=4, val_fraction=0.3)
     data = build_datasets(config, replicas=4)
     assert data.num_val == 9
@@ -291,15 +296,18 @@ def test_tfds_cifar10_under_mock_data(tmp_path, monkeypatch):
     # that the offline check lets it through.
     monkeypatch.setattr("training.data._reachable", lambda url: True)
     config = TrainConfig(data="tfds", tfds_dir=str(tmp_path), image_size=32, limit=20,
-                         batch_size=8).resolve()
-    with tfds.testing.mock_data(num_examples=30):
+                         batch_size=8, val_fraction=0.5).resolve()
+    with tfds.testing.mock_data(num_examples=60):
         x_train, y_train, x_val, y_val, names = load_arrays(config)
         data = build_datasets(config)
     assert x_train.shape == (20, 32, 32, 3) and x_val.shape == (20, 32, 32, 3)
     assert x_train.dtype == np.uint8 and y_train.max() < 10
     # (Without the downloaded metadata TFDS names CIFAR-10's classes "0" ... "9".)
     assert len(names) == 10
-    assert data.val_source == "TFDS cifar10 test split"
+    # The held-out split is carved out of train (never the official test split),
+    # disjoint from the training images.
+    assert data.val_source == "0.5 of TFDS cifar10 train (stratified)"
+    assert not {x.tobytes() for x in x_train} & {x.tobytes() for x in x_val}
 
 
 def test_tfds_offline_fails_at_once_naming_data_dir(tmp_path, monkeypatch):

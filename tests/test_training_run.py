@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import keras
@@ -18,7 +17,6 @@ from training_helpers import (
     NO_TENSORFLOW_SITECUSTOMIZE,
     REPO,
     TINY,
-    error_lines,
     make_archive,
     make_image_folder,
     run_module,
@@ -72,7 +70,8 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
     assert "backup" not in names and not [n for n in names if n.startswith(".tmp-")]
 
     config = TrainConfig.load(run / "config.json")
-    assert (config.epochs, config.data, config.precision, config.jit) == (2, "folder", "float32", False)
+    assert (config.epochs, config.data, config.precision, config.jit) == (
+        2, "folder", "float32", False)
     assert (run / "labels.txt").read_text().split() == list(CLASSES)
 
     rows = _history(run)
@@ -84,8 +83,11 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    for split, tags in (("train", {"epoch_main_accuracy", "epoch_aux1_loss", "epoch_learning_rate"}),
-                        ("validation", {"epoch_main_accuracy", "epoch_aux2_accuracy"})):
+    expected_tags = {
+        "train": {"epoch_main_accuracy", "epoch_aux1_loss", "epoch_learning_rate"},
+        "validation": {"epoch_main_accuracy", "epoch_aux2_accuracy"},
+    }
+    for split, tags in expected_tags.items():
         events = EventAccumulator(str(run / "logs" / split))
         events.Reload()
         assert tags <= set(events.Tags()["tensors"])
@@ -102,7 +104,8 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
     accuracy, model, _ = _evaluate(run / "model.keras", run / "config.json")
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
     assert list(model.output_names) == list(HEADS)
-    assert list(keras.saving.load_model(run / "best.keras", compile=False).output_names) == list(HEADS)
+    best = keras.saving.load_model(run / "best.keras", compile=False)
+    assert list(best.output_names) == list(HEADS)
 
 
 def test_saved_model_takes_uint8_images_and_returns_probabilities(finished):
@@ -185,7 +188,7 @@ def test_an_unfinished_run_with_other_settings_is_not_resumed(tmp_path, capsys):
     before = snapshot(run)
     assert main(args[:-1] + ["4"]) == 1  # --epochs 4 instead of 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "started with other settings (epochs: 3 -> 4)" in err[0]
+    assert len(err) == 1 and "started with other settings (epochs: 3 -> 4," in err[0]
     assert snapshot(run) == before
 
 
@@ -198,6 +201,29 @@ def test_a_new_run_does_not_replace_an_existing_export(tmp_path, capsys):
     assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
     assert (tmp_path / "saved" / "taken" / "saved_model.pb").read_bytes() == b"someone else's"
     assert not (tmp_path / "runs" / "taken").exists()
+
+
+def test_a_failed_export_is_retried_by_running_the_same_command(tmp_path, monkeypatch, capsys):
+    data = make_image_folder(tmp_path / "data", per_class=10)
+    args = _args(tmp_path, "retry", data, "--epochs", "1", "--run-eagerly")
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("keras_googlenet.export.export_saved_model", full_disk)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SavedModel export" in err[0] and "No space left" in err[0]
+    run = tmp_path / "runs" / "retry"
+    assert (run / "model.keras").exists() and (run / "backup").is_dir()
+    assert not (run / "results.json").exists()
+
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert "All 1 epochs were trained already" in capsys.readouterr().out
+    results = json.loads((run / "results.json").read_text())
+    assert results["resumed_from_epoch"] == 1 and [r["epoch"] for r in _history(run)] == ["0"]
+    assert (tmp_path / "saved" / "retry" / "saved_model.pb").exists()
 
 
 def test_ema_weights_become_the_final_model():
@@ -382,18 +408,20 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
     pytest.importorskip("jax")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
-    archive = make_archive(make_image_folder(tmp_path / "data", per_class=10), tmp_path / "d.tar.xz")
+    folder = make_image_folder(tmp_path / "data", per_class=10)
+    archive = make_archive(folder, tmp_path / "d.tar.xz")
     folder_args = _args(tmp_path, "jax-folder", archive, "--epochs", "1",
                         "--strategy", "data-parallel")
-    synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic", "--synthetic-examples", "64",
-                      "--runs-dir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "saved"),
-                      "--epochs", "1", *TINY]
+    synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic",
+                      "--synthetic-examples", "64", "--runs-dir", str(tmp_path / "runs"),
+                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY]
     # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
     xla_flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
                  "--xla_llvm_disable_expensive_passes=true")
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=xla_flags,
                PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{REPO}")
-    proc = subprocess.run([sys.executable, "-c", _JAX_RUNS, json.dumps([folder_args, synthetic_args])],
+    runs = json.dumps([folder_args, synthetic_args])
+    proc = subprocess.run([sys.executable, "-c", _JAX_RUNS, runs],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tensorflow imported: False" in proc.stdout

@@ -23,8 +23,9 @@ MIN_VAL_ACCURACY = 0.20
 @pytest.mark.slow
 def test_small_googlenet_learns_a_slice_of_cifar10(tmp_path):
     assert CIFAR_ARCHIVE.is_file(), f"the real-data smoke test needs {CIFAR_ARCHIVE}"
-    args = ["--name", "smoke", "--data-dir", str(CIFAR_ARCHIVE), "--cache-dir", str(tmp_path / "cache"),
-            "--runs-dir", str(tmp_path / "runs"), *SMOKE_ARGS]
+    args = ["--name", "smoke", "--data-dir", str(CIFAR_ARCHIVE),
+            "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs"),
+            *SMOKE_ARGS]
     assert main(args) == 0
     run = tmp_path / "runs" / "smoke"
     results = json.loads((run / "results.json").read_text())

@@ -117,9 +117,3 @@ def run_module(args, *, env=None, timeout=600, cwd=REPO, module="training.cifar"
         [sys.executable, "-m", module, *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
-
-
-def error_lines(stderr):
-    """The lines of stderr that are not TensorFlow/absl logging noise."""
-    noise = ("I0000", "W0000", "E0000", "WARNING: All log", "To enable the following")
-    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]

@@ -46,6 +46,10 @@ class RunError(ValueError):
     """The run folder is in a state that forbids this run; one line for the user."""
 
 
+class ExportFailed(RuntimeError):
+    """The SavedModel export failed after training; one line for the user."""
+
+
 # ---- training -----------------------------------------------------------------
 
 
@@ -66,15 +70,11 @@ def train(config):
     Raises:
         ConfigError, DataError, RunError: For bad settings, data or run state.
         TrainingDiverged: If the loss becomes NaN or infinite.
+        ExportFailed: If the SavedModel export fails (the same call retries it).
     """
     import keras
 
-    from training.callbacks import (
-        AtomicBackupAndRestore,
-        AtomicModelCheckpoint,
-        EpochStats,
-        StopOnNaN,
-    )
+    from training.callbacks import AtomicBackupAndRestore
     from training.data import build_datasets
     from training.recipe import build_model, compile_model, setup_runtime
 
@@ -100,35 +100,16 @@ def train(config):
 
     backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
     resumed_from = backup.saved_epoch()
-    history = _trim_history(run_dir / "history.csv", resumed_from)
-    best_so_far = max((float(r["val_main_accuracy"]) for r in history), default=None)
-    callbacks = [
-        StopOnNaN(),
-        EpochStats(data.steps_per_epoch * config.batch_size),
-        AtomicModelCheckpoint(
-            str(run_dir / "best.keras"),
-            monitor="val_main_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-    ]
-    if tensorflow_available():  # Keras's TensorBoard writer needs TensorFlow
-        callbacks.append(
-            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0)
-        )
-    else:
-        print("notice: TensorBoard logs skipped: TensorFlow is not installed "
-              "(history.csv has the same figures)", file=sys.stderr)
-    # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
-    callbacks.append(backup)
+    callbacks = _callbacks(config, data, backup)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
           f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
           f"{data.pipeline} input pipeline")
-    if resumed_from:
+    if resumed_from >= config.epochs:
+        print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "
+              "finishing the run")
+    elif resumed_from:
         print(f"Resuming from the backup in {run_dir / 'backup'}: "
               f"epoch {resumed_from + 1} of {config.epochs}")
     model.fit(
@@ -143,7 +124,9 @@ def train(config):
     # (optimizer.finalize_variable_values), so what follows uses them.
     final = model.evaluate(data.val, return_dict=True, verbose=0)
     _atomic_save(model, run_dir / "model.keras")
-    saved_model = _export(model, config, data.class_names, allow_overwrite=state != "new")
+    # The export may replace saved_models/<name> of a run this one resumes or overwrites.
+    saved_model = _export(model, config, data.class_names,
+                          allow_overwrite=config.overwrite or state != "new")
 
     history = _read_history(run_dir / "history.csv")
     best = max(history, key=lambda r: float(r["val_main_accuracy"]))
@@ -178,6 +161,41 @@ def train(config):
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     _print_summary(results)
     return results
+
+
+def _callbacks(config, data, backup):
+    """The callbacks of `model.fit`, in the order they must run."""
+    import keras
+
+    from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
+
+    run_dir = Path(config.run_dir)
+    # Rows of epochs after the backup's are redone: drop them, and let the best
+    # checkpoint only be replaced by a better epoch than those kept.
+    history = _trim_history(run_dir / "history.csv", backup.saved_epoch())
+    best_so_far = max((float(r["val_main_accuracy"]) for r in history), default=None)
+    callbacks = [
+        StopOnNaN(),
+        EpochStats(data.steps_per_epoch * config.batch_size),  # before the loggers
+        AtomicModelCheckpoint(
+            str(run_dir / "best.keras"),
+            monitor="val_main_accuracy",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if tensorflow_available():  # Keras's TensorBoard writer needs TensorFlow
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0)
+        )
+    else:
+        print("notice: TensorBoard logs skipped: TensorFlow is not installed "
+              "(history.csv has the same figures)", file=sys.stderr)
+    # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
+    callbacks.append(backup)
+    return callbacks
 
 
 def _run_state(config):
@@ -243,25 +261,45 @@ def _atomic_save(model, path):
 
 
 def _export(model, config, class_names, allow_overwrite):
-    """Exports the main head as a SavedModel; skipped without TensorFlow."""
+    """Exports the main head as a SavedModel; skipped without TensorFlow.
+
+    Raises:
+        ExportFailed: If the export fails. The run then stays unfinished (its
+            backup is kept), so running the same command again retries it.
+    """
+    import keras
+
     if not config.export:
         return None
+    saved = Path(config.run_dir) / "model.keras"
     if not tensorflow_available():
-        print(f"notice: SavedModel export skipped: TensorFlow is not installed "
-              f"({Path(config.run_dir) / 'model.keras'} was saved)", file=sys.stderr)
+        print(f"notice: SavedModel export skipped: TensorFlow is not installed ({saved} "
+              "was saved)", file=sys.stderr)
+        return None
+    if keras.backend.backend() != "tensorflow":
+        print(f"notice: SavedModel export skipped: it needs KERAS_BACKEND=tensorflow ({saved} "
+              f"was saved; export it with KERAS_BACKEND=tensorflow python -m "
+              f"keras_googlenet.export {config.run_dir} --name {config.name} "
+              f"--export-dir {config.export_dir})", file=sys.stderr)
         return None
     from keras_googlenet.export import export_saved_model
 
-    path = export_saved_model(
-        model, config.export_path, labels=class_names, head="main", overwrite=allow_overwrite
-    )
+    try:
+        path = export_saved_model(
+            model, config.export_path, labels=class_names, head="main", overwrite=allow_overwrite
+        )
+    except Exception as e:  # the trained model is safe in model.keras either way
+        raise ExportFailed(
+            f"the SavedModel export to {config.export_path} failed ({type(e).__name__}: {e}); "
+            f"{saved} was saved; run the same command again to retry the export"
+        ) from e
     return str(path)
 
 
 def _print_summary(results):
     lines = [
         "",
-        f"| head | val accuracy | val loss |",
+        "| head | val accuracy | val loss |",
         "|------|-------------:|---------:|",
     ]
     for head, acc in results["val_accuracy"].items():
@@ -271,8 +309,8 @@ def _print_summary(results):
         f"Held-out split: {results['num_val']} images ({results['val_source']}); "
         f"final weights: {results['final_weights']}; best val_main_accuracy "
         f"{results['best_val_main_accuracy']:.4f} at epoch {results['best_epoch']}.",
-        f"Wall time {results['wall_time_s']:.1f} s; training {results['train_images_per_second']:.0f} "
-        f"images/s on {results['devices']} device(s).",
+        f"Wall time {results['wall_time_s']:.1f} s; training "
+        f"{results['train_images_per_second']:.0f} images/s on {results['devices']} device(s).",
         f"Model: {results['model']}; SavedModel: {results['saved_model'] or 'not exported'}.",
     ]
     print("\n".join(lines))
@@ -342,9 +380,12 @@ def build_parser():
     g.add_argument("--width", type=float, default=d.width, help="channel multiplier")
     g.add_argument("--batch-norm", action=bool_flag, default=d.batch_norm,
                    help="BatchNorm after every convolution (off: the 2014 network with LRN)")
-    g.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the main classifier")
-    g.add_argument("--aux-dropout", type=float, default=d.aux_dropout, help="dropout in the auxiliary heads")
-    g.add_argument("--aux-weight", type=float, default=d.aux_weight, help="loss weight of each auxiliary head")
+    g.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout before the main classifier")
+    g.add_argument("--aux-dropout", type=float, default=d.aux_dropout,
+                   help="dropout in the auxiliary heads")
+    g.add_argument("--aux-weight", type=float, default=d.aux_weight,
+                   help="loss weight of each auxiliary head (main: 1)")
 
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
@@ -353,24 +394,29 @@ def build_parser():
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
     g.add_argument("--nesterov", action=bool_flag, default=d.nesterov, help="Nesterov momentum")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="decoupled weight decay (Keras style: 5e-3 ~ PyTorch's 5e-4 with momentum 0.9)")
+                   help="decoupled weight decay, not on biases/BatchNorm (Keras style: 5e-3 "
+                   "matches PyTorch's coupled 5e-4 at momentum 0.9)")
     g.add_argument("--warmup-epochs", type=float, default=None,
                    help="epochs of linear warm-up from 0, then cosine decay to 0 "
                    "(default: 5%% of --epochs, at most 5)")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="label smoothing of every head's cross-entropy")
     g.add_argument("--augment", action=bool_flag, default=d.augment,
                    help="random pad-and-crop and horizontal flip")
     g.add_argument("--pad", type=int, default=d.pad, help="pad-and-crop padding in pixels")
     g.add_argument("--ema", action=bool_flag, default=d.ema,
-                   help="keep an exponential moving average of the weights and use it as the final model")
+                   help="keep an exponential moving average of the weights and use it as the "
+                   "final model")
     g.add_argument("--ema-momentum", type=float, default=d.ema_momentum, help="EMA momentum")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffles and initialisation")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the split, shuffles and initialisation")
 
     g = p.add_argument_group("system")
     g.add_argument("--jit", action=bool_flag, default=None,
                    help="XLA compilation (default: on with a GPU or on JAX, off on CPU)")
     g.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
-                   help="auto: mixed_bfloat16 on recent GPUs, mixed_float16 on older ones, float32 on CPU")
+                   help="auto: mixed_bfloat16 on recent GPUs, mixed_float16 on older ones, "
+                   "float32 on CPU")
     g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
                    help="mirrored: tf.distribute over local GPUs (TensorFlow); "
                    "data-parallel: keras.distribution (JAX)")
@@ -403,7 +449,7 @@ def main(argv=None):
         return 2
     try:
         train(config)
-    except (ConfigError, DataError, RunError, TrainingDiverged) as e:
+    except (ConfigError, DataError, RunError, TrainingDiverged, ExportFailed) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return 1
     except KeyboardInterrupt:

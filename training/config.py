@@ -69,6 +69,9 @@ class TrainConfig:
     dropout: float = 0.4
     aux_dropout: float = 0.7
     aux_weight: float = 0.3
+    # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
+    # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
+    blocks: Optional[list] = None
     # ---- recipe -------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 128
@@ -121,6 +124,9 @@ class TrainConfig:
             ConfigError: If a value is invalid or inconsistent.
         """
         config = dataclasses.replace(self)
+        if isinstance(config.blocks, (list, tuple)):  # JSON-equal form, for resume checks
+            config.blocks = [list(row) if isinstance(row, (list, tuple)) else row
+                             for row in config.blocks]
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
         if config.warmup_epochs is None:
@@ -196,6 +202,8 @@ class TrainConfig:
             ("--steps-per-execution", self.steps_per_execution,
              _at_least(self.steps_per_execution, 1), ">= 1"),
         ]
+        checks.append(("blocks", self.blocks, self.blocks is None or _is_block_table(self.blocks),
+                       "None or 9 rows of 6 integers >= 1"))
         for flag, value, valid, requirement in checks:
             if not valid:
                 raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
@@ -283,6 +291,12 @@ def _accelerator():
     except (RuntimeError, ValueError):  # a backend that cannot initialise its GPU
         return backend, None
     return backend, None
+
+
+def _is_block_table(blocks):
+    return (isinstance(blocks, (list, tuple)) and len(blocks) == 9 and all(
+        isinstance(row, (list, tuple)) and len(row) == 6 and all(_at_least(c, 1) for c in row)
+        for row in blocks))
 
 
 def _is_int(value):

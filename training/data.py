@@ -31,8 +31,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import keras
 import numpy as np
 
-from training.config import tensorflow_available
-
 #: Output heads of the three-head GoogLeNet, in output order.
 HEADS = ("aux1", "aux2", "main")
 
@@ -407,10 +405,11 @@ def _load_synthetic(config):
 
 
 def _load_tfds(config):
-    """TFDS `train` for training, its `test` split as the held-out split.
+    """TFDS `train`, split into training and a stratified `val_fraction` held out.
 
-    Falls back to a stratified `val_fraction` of `train` for datasets without a
-    `test` split.
+    The held-out split is carved out of `train`, never the official `test` split:
+    it picks the best checkpoint, so using `test` would leak it into model
+    selection, and its figures are validation accuracy, not test accuracy.
     """
     try:
         import tensorflow_datasets as tfds
@@ -429,8 +428,9 @@ def _load_tfds(config):
             raise DataError(
                 f"TFDS dataset {config.tfds_name!r} is not downloaded (in {builder.data_dir}) "
                 "and this machine cannot reach the internet; train from an image folder or "
-                "archive with --data-dir DIR (e.g. --data-dir ../shared/data/cifar10/train.tar.xz), "
-                "or point --tfds-dir at a prepared TFDS folder"
+                "archive with --data-dir DIR (e.g. --data-dir "
+                "../shared/data/cifar10/train.tar.xz), or point --tfds-dir at a prepared TFDS "
+                "folder"
             )
         builder.download_and_prepare()
     names = builder.info.features["label"].names
@@ -442,14 +442,10 @@ def _load_tfds(config):
                 np.concatenate([b[1] for b in batches]).astype("int32"))
 
     x_train, y_train = split_arrays("train")
-    try:
-        x_val, y_val = split_arrays("test")
-        source = f"TFDS {config.tfds_name} test split"
-    except ValueError:  # TFDS's "Unknown split" for a dataset without a test split
-        val_idx, train_idx = _stratified_split(y_train, config.val_fraction, config.seed)
-        x_val, y_val = x_train[val_idx], y_train[val_idx]
-        x_train, y_train = x_train[train_idx], y_train[train_idx]
-        source = f"{config.val_fraction:g} of TFDS {config.tfds_name} train (stratified)"
+    val_idx, train_idx = _stratified_split(y_train, config.val_fraction, config.seed)
+    x_val, y_val = x_train[val_idx], y_train[val_idx]
+    x_train, y_train = x_train[train_idx], y_train[train_idx]
+    source = f"{config.val_fraction:g} of TFDS {config.tfds_name} train (stratified)"
     x_train, y_train = _limit(x_train, y_train, config.limit, config.seed)
     x_val, y_val = _limit(x_val, y_val, config.limit, config.seed)
     x_train = _resize_all(_rgb(x_train), config.image_size)

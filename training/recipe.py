@@ -86,6 +86,7 @@ def build_model(config, num_classes):
         batch_norm=config.batch_norm,
         dropout=config.dropout,
         aux_dropout=config.aux_dropout,
+        blocks=config.blocks,
     )
 
 

@@ -33,7 +33,6 @@ each worker). The chief writes the results when all trials are done.
 """
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -143,35 +142,6 @@ def parse_args(argv=None):
 # ---- --train-best -------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _blocks_in_recipe(blocks):
-    """Makes `training.recipe.build_model` build GoogLeNet with `blocks`.
-
-    `TrainConfig` has no `blocks` field, so `training.cifar.train` always builds
-    the paper's table. While this is active, the `GoogLeNet` that
-    `training.recipe` calls gets `blocks=` bound; every other argument still
-    comes from the config. Raises `SearchError` if the recipe did not build
-    through it (so the retrained model cannot silently be the paper's).
-    """
-    import training.recipe as recipe
-
-    original = recipe.GoogLeNet
-    calls = []
-
-    def googlenet_with_blocks(*args, **kwargs):
-        calls.append(1)
-        return original(*args, blocks=blocks, **kwargs)
-
-    recipe.GoogLeNet = googlenet_with_blocks
-    try:
-        yield
-    finally:
-        recipe.GoogLeNet = original
-    if not calls:
-        raise SearchError("training.recipe.build_model did not build through "
-                          "training.recipe.GoogLeNet: --train-best could not pass the blocks")
-
-
 def train_best(raw_config, model_config, options):
     """Retrains `model_config` with `training.cifar.train` (the full recipe)."""
     from training.cifar import train
@@ -182,16 +152,10 @@ def train_best(raw_config, model_config, options):
         raw_config, name=name, epochs=options["train_epochs"], width=model_config["width"],
         warmup_epochs=raw_config.warmup_epochs,
     )
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    if "blocks" in fields:  # once TrainConfig carries the table, no plumbing is needed
-        config = dataclasses.replace(config, blocks=model_config["blocks"])
-        plumbing = contextlib.nullcontext()
-    else:
-        plumbing = _blocks_in_recipe(model_config["blocks"])
+    config = dataclasses.replace(config, blocks=model_config["blocks"])
     print(f"\nRetraining the best configuration as run {name!r} "
           f"({config.epochs} epochs, training.cifar recipe)")
-    with plumbing:
-        results = train(config)
+    results = train(config)
     run_dir = Path(config.run_dir)
     atomic_write_text(run_dir / "googlenet_config.json", json.dumps(model_config, indent=2) + "\n")
     return results
