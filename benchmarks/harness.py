@@ -71,6 +71,9 @@ CASE_DEFAULTS = {
     "env": {},  # extra environment variables of the worker process
     "channels_last": False,  # PyTorch reference only
     "torch_threads": None,  # PyTorch reference only: torch.set_num_threads
+    # Experiment (TensorFlow only): train with tf.nn.fused_batch_norm in place of
+    # Keras 3's unfused BatchNormalization, to measure what fusing would give.
+    "fused_batchnorm": False,
     "matmul_size": 2048,  # matmul reference only
     "dtype": "float32",  # matmul reference only
 }
@@ -115,6 +118,8 @@ def normalize_case(case):
         c["backend"] = None
     if c["classes"] is None:
         c["classes"] = default_classes(c["stem"])
+    if c["fused_batchnorm"] and (c["framework"] != "keras" or c["backend"] != "tensorflow"):
+        raise ValueError("fused_batchnorm is an experiment for the Keras TensorFlow backend only")
     if c["steps"] < 2:
         raise ValueError(f"steps must be >= 2 (the first step of a repeat is not timed); "
                          f"got {c['steps']}")
@@ -132,6 +137,8 @@ def describe(case):
             f"b{case['batch_size']}"]
     if case["framework"] == "keras":
         bits += [f"jit {'on' if case['jit'] else 'off'}", case["precision"]]
+    if case["fused_batchnorm"]:
+        bits.append("fused BatchNorm (experiment)")
     if case["devices"] > 1:
         bits.append(f"{case['devices']} devices")
     if case["channels_last"]:
@@ -236,9 +243,9 @@ def run_interleaved(cases, *, repeats=5, peak_tflops=None, max_alive=None,
                           setup_timeout, repeat_timeout, log)
         for row in rows:
             row["group"] = number
+        for row in rows:  # relative to the first case measured in the same passes
+            row["vs_first"] = paired_ratio(row, rows[0])
         results += rows
-    for row in results:  # relative to the first case of the whole run
-        row["vs_first"] = paired_ratio(row, results[0])
     return results
 
 
@@ -284,7 +291,7 @@ def paired_ratio(a, b):
     load; its median is steadier than the ratio of the medians on a busy machine.
     None if either case failed or they were not measured in the same group.
     """
-    key = "images_per_second_repeats" if a.get("framework") != "matmul" else "tflops_repeats"
+    key = "tflops_repeats" if a.get("framework") == "matmul" else "images_per_second_repeats"
     ra, rb = a.get(key), b.get(key)
     if a.get("status") != "ok" or b.get("status") != "ok" or not ra or not rb \
             or a.get("group") != b.get("group"):
@@ -405,7 +412,8 @@ def markdown_table(results, *, peak=False):
     """Training results as a markdown table (one row per case).
 
     `spread` is (max - min) / median of the repeats; `vs first` the median over
-    repeats of the images/s ratio to the first row measured in the same pass.
+    repeats of the images/s ratio to the first row of the same group (the cases
+    alive together, see `max_alive`), measured in the same pass.
     """
     header = ["setting", "images/s", "spread", "vs first", "step (ms)", "GFLOP/s"]
     if peak:
@@ -486,6 +494,8 @@ class _KerasRunner:
 
         if keras.backend.backend() != backend:
             raise RuntimeError(f"expected Keras backend {backend}, got {keras.backend.backend()}")
+        if case["fused_batchnorm"]:
+            _use_fused_batchnorm()
         strategy = "none"
         if case["devices"] > 1:
             strategy = "mirrored" if backend == "tensorflow" else "data-parallel"
@@ -541,6 +551,42 @@ class _KerasRunner:
                        shuffle=False, callbacks=[Timer()])
         wall = time.perf_counter() - begin
         return marks["end"] - marks["start"], wall
+
+
+def _use_fused_batchnorm():
+    """Experiment: makes every Keras BatchNormalization of this process call
+    `tf.nn.fused_batch_norm` (one kernel forward, one backward) instead of Keras 3's
+    `moments` + `batch_normalization` chain of element-wise ops.
+
+    Only for measuring the speed a fused BatchNorm would bring (see
+    keras-team/keras-core#225, "BatchNorm is slow"); not a project change. One
+    difference besides speed: TensorFlow's fused kernel updates the moving
+    variance with the unbiased (n / (n - 1)) batch variance, as PyTorch does.
+    """
+    import keras
+    import tensorflow as tf
+
+    unfused = keras.layers.BatchNormalization.call
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
+                or not (self.center and self.scale):
+            return unfused(self, inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        kwargs = dict(mean=self.moving_mean.value, variance=self.moving_variance.value,
+                      epsilon=self.epsilon, data_format="NHWC")
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma.value, self.beta.value, is_training=True,
+                exponential_avg_factor=1.0 - self.momentum, **kwargs)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma.value, self.beta.value, is_training=False, **kwargs)
+        return tf.cast(y, self.compute_dtype)
+
+    keras.layers.BatchNormalization.call = call
 
 
 class _TorchRunner:

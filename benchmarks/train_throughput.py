@@ -69,6 +69,9 @@ def build_parser():
                    help="devices per step: 2 splits every batch over 2 logical CPU devices "
                    "(--strategy mirrored on TensorFlow, data-parallel on JAX); on a GPU "
                    "machine, over the visible GPUs")
+    g.add_argument("--fused-batchnorm", type=_bools, default=[False],
+                   help="experiment (TensorFlow only): on = train with tf.nn.fused_batch_norm in "
+                   "place of Keras 3's unfused BatchNormalization, to measure what fusing gives")
     g.add_argument("--env", action="append", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
                    help="an environment variant for the workers, e.g. TF_ENABLE_ONEDNN_OPTS=0 "
                    "or TF_NUM_INTRAOP_THREADS=1,TF_NUM_INTEROP_THREADS=1; repeat the flag for "
@@ -160,16 +163,17 @@ def grid(args):
     backends = args.backends or [harness.current_backend()]
     envs = [_env_variant(e) for e in (args.env or [""])]
     cases, skipped = [], []
-    for backend, (stem, size), width, batch, jit, precision, devices, env in itertools.product(
-        backends, args.inputs, args.widths, args.batch_sizes, args.jit, args.precisions,
-        args.devices, envs,
-    ):
+    for backend, (stem, size), width, batch, jit, precision, devices, fused, env in \
+            itertools.product(backends, args.inputs, args.widths, args.batch_sizes, args.jit,
+                              args.precisions, args.devices, args.fused_batchnorm, envs):
         case = dict(framework="keras", backend=backend, stem=stem, image_size=size,
                     width=width, batch_size=batch, jit=jit, precision=precision,
                     devices=devices, env=env, steps=args.steps,
-                    warmup_steps=args.warmup_steps)
+                    warmup_steps=args.warmup_steps, fused_batchnorm=fused)
         why = None
-        if backend == "jax" and not jit:
+        if fused and backend != "tensorflow":
+            why = "the fused BatchNorm experiment is TensorFlow-only"
+        elif backend == "jax" and not jit:
             why = "JAX without jit runs op by op; training always jits on JAX"
         elif backend == "torch" and jit:
             why = "jit on the torch backend is torch.compile (minutes of compilation); not measured"
@@ -178,7 +182,8 @@ def grid(args):
         elif batch % devices:
             why = f"batch {batch} does not split over {devices} devices"
         if why:
-            skipped.append({"label": harness.describe(harness.normalize_case(case)), "reason": why})
+            label = harness.describe({**harness.CASE_DEFAULTS, **case})
+            skipped.append({"label": label, "reason": why})
         else:
             cases.append(case)
     if args.matmul:
