@@ -71,9 +71,10 @@ CASE_DEFAULTS = {
     "env": {},  # extra environment variables of the worker process
     "channels_last": False,  # PyTorch reference only
     "torch_threads": None,  # PyTorch reference only: torch.set_num_threads
-    # Experiment (TensorFlow only): train with tf.nn.fused_batch_norm in place of
-    # Keras 3's unfused BatchNormalization, to measure what fusing would give.
-    "fused_batchnorm": False,
+    # False: every keras_googlenet.BatchNormalization gets fused=False, i.e. Keras 3's
+    # own unfused BatchNorm (the project before the fused layer), for before/after
+    # figures. Only makes a difference on TensorFlow.
+    "fused_batchnorm": True,
     "matmul_size": 2048,  # matmul reference only
     "dtype": "float32",  # matmul reference only
 }
@@ -118,8 +119,9 @@ def normalize_case(case):
         c["backend"] = None
     if c["classes"] is None:
         c["classes"] = default_classes(c["stem"])
-    if c["fused_batchnorm"] and (c["framework"] != "keras" or c["backend"] != "tensorflow"):
-        raise ValueError("fused_batchnorm is an experiment for the Keras TensorFlow backend only")
+    if not c["fused_batchnorm"] and (c["framework"] != "keras" or c["backend"] != "tensorflow"):
+        raise ValueError("fused_batchnorm=False (Keras's unfused BatchNorm) only differs on the "
+                         "Keras TensorFlow backend")
     if c["steps"] < 2:
         raise ValueError(f"steps must be >= 2 (the first step of a repeat is not timed); "
                          f"got {c['steps']}")
@@ -137,8 +139,8 @@ def describe(case):
             f"b{case['batch_size']}"]
     if case["framework"] == "keras":
         bits += [f"jit {'on' if case['jit'] else 'off'}", case["precision"]]
-    if case["fused_batchnorm"]:
-        bits.append("fused BatchNorm (experiment)")
+    if not case["fused_batchnorm"]:
+        bits.append("unfused BatchNorm (Keras 3's)")
     if case["devices"] > 1:
         bits.append(f"{case['devices']} devices")
     if case["channels_last"]:
@@ -494,8 +496,6 @@ class _KerasRunner:
 
         if keras.backend.backend() != backend:
             raise RuntimeError(f"expected Keras backend {backend}, got {keras.backend.backend()}")
-        if case["fused_batchnorm"]:
-            _use_fused_batchnorm()
         strategy = "none"
         if case["devices"] > 1:
             strategy = "mirrored" if backend == "tensorflow" else "data-parallel"
@@ -510,6 +510,8 @@ class _KerasRunner:
             raise RuntimeError(f"asked for {case['devices']} devices, the strategy has {replicas}")
         with scope:
             self.model = build_model(config, case["classes"])
+            if not case["fused_batchnorm"]:
+                _unfuse_batchnorm(self.model)
             compile_model(self.model, config, steps_per_epoch=100)
         self.macs = count_flops(self.model)
         self.params = self.model.count_params()
@@ -553,40 +555,20 @@ class _KerasRunner:
         return marks["end"] - marks["start"], wall
 
 
-def _use_fused_batchnorm():
-    """Experiment: makes every Keras BatchNormalization of this process call
-    `tf.nn.fused_batch_norm` (one kernel forward, one backward) instead of Keras 3's
-    `moments` + `batch_normalization` chain of element-wise ops.
+def _unfuse_batchnorm(model):
+    """Before/after: turns the fused training kernel of every
+    `keras_googlenet.BatchNormalization` off (`fused=False`), which leaves Keras 3's
+    own BatchNormalization, i.e. the project before the fused layer. Called before
+    `compile`, so the training step is traced without it."""
+    from keras_googlenet import BatchNormalization
 
-    Only for measuring the speed a fused BatchNorm would bring (see
-    keras-team/keras-core#225, "BatchNorm is slow"); not a project change. One
-    difference besides speed: TensorFlow's fused kernel updates the moving
-    variance with the unbiased (n / (n - 1)) batch variance, as PyTorch does.
-    """
-    import keras
-    import tensorflow as tf
-
-    unfused = keras.layers.BatchNormalization.call
-
-    def call(self, inputs, training=None, mask=None):
-        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
-                or not (self.center and self.scale):
-            return unfused(self, inputs, training=training, mask=mask)
-        x = tf.cast(inputs, tf.float32)
-        kwargs = dict(mean=self.moving_mean.value, variance=self.moving_variance.value,
-                      epsilon=self.epsilon, data_format="NHWC")
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma.value, self.beta.value, is_training=True,
-                exponential_avg_factor=1.0 - self.momentum, **kwargs)
-            self.moving_mean.assign(mean)
-            self.moving_variance.assign(variance)
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma.value, self.beta.value, is_training=False, **kwargs)
-        return tf.cast(y, self.compute_dtype)
-
-    keras.layers.BatchNormalization.call = call
+    count = 0
+    for layer in model._flatten_layers():
+        if isinstance(layer, BatchNormalization):
+            layer.fused = False
+            count += 1
+    if not count:
+        raise RuntimeError("the model has no keras_googlenet.BatchNormalization layer")
 
 
 class _TorchRunner:

@@ -6,7 +6,7 @@
     ['aux1', 'aux2', 'main']
 """
 
-from keras_googlenet.layers import LocalResponseNormalization
+from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
 from keras_googlenet.model import (
     AUX_HEADS,
     BLOCK_FIELDS,
@@ -26,6 +26,7 @@ __all__ = [
     "AUX_HEADS",
     "BLOCK_FIELDS",
     "BLOCK_NAMES",
+    "BatchNormalization",
     "HEADS",
     "MIN_INPUT_SIZE",
     "PAPER_BLOCKS",

@@ -15,7 +15,7 @@ import os
 import keras
 from keras import layers
 
-from keras_googlenet.layers import LocalResponseNormalization
+from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
 
 #: Names of the nine Inception blocks, in order.
 BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
@@ -81,7 +81,9 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
         name=name,
     )(x)
     if batch_norm:
-        x = layers.BatchNormalization(
+        # keras_googlenet's BatchNormalization: Keras's, with a fused training
+        # kernel on TensorFlow (1.2x faster training; see its docstring).
+        x = BatchNormalization(
             axis=_channel_axis(), momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
         )(x)
     return layers.ReLU(name=f"{name}_relu")(x)

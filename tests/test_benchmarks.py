@@ -190,6 +190,27 @@ def test_grid_skips_what_is_not_measured():
     assert all(s["reason"] for s in skipped)
 
 
+def test_unfused_batchnorm_is_the_before_case_on_tensorflow_only():
+    import keras
+
+    import keras_googlenet as kg
+    from benchmarks import harness, train_throughput
+
+    args = train_throughput.build_parser().parse_args(
+        ["--backends", "tensorflow,jax", "--inputs", "cifar:32", "--jit", "on",
+         "--fused-batchnorm", "on,off"])
+    cases, skipped = train_throughput.grid(args)
+    assert {(c["backend"], c["fused_batchnorm"]) for c in cases} == {
+        ("tensorflow", True), ("tensorflow", False), ("jax", True)}
+    assert ["TensorFlow" in s["reason"] for s in skipped] == [True]
+    with pytest.raises(ValueError, match="only differs on the Keras TensorFlow backend"):
+        harness.normalize_case(dict(framework="torch", fused_batchnorm=False))
+    model = kg.GoogLeNet(stem="cifar", classes=10, width=0.125)
+    harness._unfuse_batchnorm(model)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.fused is False for l in bns)
+
+
 def test_pipeline_figures_from_the_input_pipeline_json():
     from benchmarks.train_throughput import pipeline_figures
 
