@@ -1,7 +1,9 @@
 """Layers GoogLeNet needs that Keras does not ship.
 
-Pure Keras 3 (`keras.ops`), so they run on the TensorFlow, JAX and PyTorch backends
-and serialize with the model (`.keras` files, `get_config`/`from_config`).
+Written with Keras 3 (`keras.ops`), so they run on the TensorFlow, JAX and PyTorch
+backends and serialize with the model (`.keras` files, `get_config`/`from_config`).
+The one backend-specific line is `BatchNormalization`'s fused training kernel,
+taken on TensorFlow only (TensorFlow is imported there, never at import time).
 """
 
 import keras
@@ -89,8 +91,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (`moments`, then `batch_normalization`) forward and backward, for each of
     GoogLeNet's 59 BatchNorm layers (keras-team/keras-core#225, "BatchNorm is
     slow"). Keras 2 had a `fused` argument that called TensorFlow's one-kernel
-    `FusedBatchNormV3` instead; this layer brings it back: 1.2x faster training of
-    the whole network on a CPU (`benchmarks/README.md`, "What we changed for
+    `FusedBatchNormV3` instead; this layer brings it back: 1.18x faster training
+    of the whole network on a 2-core CPU, 1.19x-1.32x across input sizes
+    (`benchmarks/README.md`, "Keras against PyTorch" and "What was tried for
     speed").
 
     Everything else is the Keras layer: same weights, same arguments, same
