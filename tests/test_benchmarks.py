@@ -49,6 +49,18 @@ def runs(tmp_path_factory):
                              "--keras-backends", "torch", "--output", str(tmp / "torch.json")],
                             dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
                                  KERAS_BACKEND="torch"), tmp / "torch.json"),
+        # The GPU sessions' command (JAX, bf16, utilisation), shrunk, with TensorFlow
+        # hidden: the benchmark must run where TensorFlow is not installed.
+        "train_throughput_jax": ([sys.executable, "-m", "benchmarks.train_throughput",
+                                  "--backends", "jax", "--jit", "on",
+                                  "--precisions", "mixed_bfloat16", "--inputs", "cifar:32",
+                                  "--widths", "0.125", "--batch-sizes", "8", "--steps", "2",
+                                  "--warmup-steps", "1", "--repeats", "1",
+                                  "--peak-tflops", "0.3",
+                                  "--pipeline-json", str(tmp / "none.json"),
+                                  "--output", str(tmp / "jax.json")],
+                                 dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
+                                      KERAS_BACKEND="jax"), tmp / "jax.json"),
         "inference_latency": ([sys.executable, "-m", "benchmarks.inference_latency", "--quick",
                                "--output", str(tmp / "latency.json")], base,
                               tmp / "latency.json"),
@@ -108,6 +120,21 @@ def test_train_throughput_quick(runs):
     assert row["macs_per_image"] == 23_296_256 and row["params"] == 167_378
     assert doc["input_pipeline"]["available"] is False
     assert "| setting | images/s |" in output
+
+
+def test_train_throughput_on_jax_in_bfloat16_without_tensorflow(runs):
+    code, doc, output = runs["train_throughput_jax"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "train_throughput")
+    (row,) = doc["results"]
+    assert row["status"] == "ok", row.get("error")
+    for key in ("images_per_second", "achieved_tflops", "macs_per_image"):
+        assert _is_positive(row[key]), (key, row[key])
+    assert (row["backend"], row["jit"], row["precision"]) == ("jax", True, "mixed_bfloat16")
+    assert row["worker_env"]["KERAS_BACKEND"] == "jax"
+    # Utilisation = achieved FLOP/s / the given peak (0.3 TFLOP/s).
+    assert row["utilisation"] == pytest.approx(row["achieved_tflops"] / 0.3)
+    assert row["macs_per_image"] == 23_296_256  # same network as the TensorFlow row
 
 
 def test_torch_reference_quick_without_tensorflow(runs):
