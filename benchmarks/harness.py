@@ -32,6 +32,7 @@ This module imports neither TensorFlow, Keras nor PyTorch itself, so a worker
 only loads the framework its case uses.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -93,6 +94,51 @@ RECORDED_ENV = (
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ACCELERATOR_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
                       "amx_tile", "amx_int8")
+
+
+# ---------------------------------------------------------------------------
+# Command-line lists (comma-separated), shared by the benchmarks' argparse flags
+# ---------------------------------------------------------------------------
+
+
+def csv_list(text):
+    """`"a, b,,c"` -> `["a", "b", "c"]`."""
+    return [s.strip() for s in str(text).split(",") if s.strip()]
+
+
+def int_list(text):
+    try:
+        return [int(s) for s in csv_list(text)]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def float_list(text):
+    try:
+        return [float(s) for s in csv_list(text)]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def bool_list(text):
+    """on/off, true/false or 1/0 values."""
+    values = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+    try:
+        return [values[s.lower()] for s in csv_list(text)]
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(f"expected on/off values, got {text!r}") from e
+
+
+def choice_list(allowed):
+    """A parser of comma-separated values, each one of `allowed`."""
+    def parse(text):
+        values = csv_list(text)
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{bad} not in {', '.join(allowed)}")
+        return values
+
+    return parse
 
 
 def default_classes(stem):
@@ -563,7 +609,7 @@ def _unfuse_batchnorm(model):
     from keras_googlenet import BatchNormalization
 
     count = 0
-    for layer in model._flatten_layers():
+    for layer in model.layers:
         if isinstance(layer, BatchNormalization):
             layer.fused = False
             count += 1

@@ -365,18 +365,18 @@ def build_parser():
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--keras-backends", type=_csv, default=None,
+    p.add_argument("--keras-backends", type=harness.csv_list, default=None,
                    help="Keras backends to run, each in its own process (default: tensorflow,jax; "
                    "with --quick: $KERAS_BACKEND, else tensorflow)")
-    p.add_argument("--keras-jit", type=_bools, default=[False, True],
+    p.add_argument("--keras-jit", type=harness.bool_list, default=[False, True],
                    help="jit settings for Keras (jax always jits; torch never)")
     p.add_argument("--keras-unfused-batchnorm", action="store_true",
                    help="also run Keras/TensorFlow (jit off) with Keras 3's own unfused "
                    "BatchNormalization (keras_googlenet.BatchNormalization(fused=False)): the "
                    "project before its fused layer, for a before/after figure")
-    p.add_argument("--torch-layouts", type=_csv, default=["nchw", "channels_last"],
+    p.add_argument("--torch-layouts", type=harness.csv_list, default=["nchw", "channels_last"],
                    help="PyTorch memory formats: nchw, channels_last")
-    p.add_argument("--torch-threads", type=_ints, default=[0, 1],
+    p.add_argument("--torch-threads", type=harness.int_list, default=[0, 1],
                    help="torch.set_num_threads values (0: PyTorch's default, one thread per "
                    "core); one thread is also measured because PyTorch's OpenMP threads lose "
                    "badly on a machine that is busy with other work")
@@ -391,22 +391,6 @@ def build_parser():
                    help="smoke run: CIFAR stem 32x32, width 0.125, batch 8, 2 steps, 1 repeat; "
                    "Keras on one backend against PyTorch NCHW with 1 thread")
     return p
-
-
-def _csv(text):
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
-def _bools(text):
-    values = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
-    try:
-        return [values[s.lower()] for s in _csv(text)]
-    except KeyError as e:
-        raise argparse.ArgumentTypeError(f"expected on/off values, got {text!r}") from e
-
-
-def _ints(text):
-    return [int(s) for s in _csv(text)]
 
 
 def main(argv=None):

@@ -55,21 +55,21 @@ def build_parser():
     g.add_argument("--inputs", type=_inputs, default=_inputs(DEFAULT_INPUTS),
                    help="STEM:SIZE pairs, stem cifar or imagenet (default "
                    f"{DEFAULT_INPUTS})")
-    g.add_argument("--widths", type=_floats, default=[1.0], help="channel multipliers")
-    g.add_argument("--batch-sizes", type=_ints, default=[32], help="global batch sizes")
-    g.add_argument("--jit", type=_bools, default=[False, True],
+    g.add_argument("--widths", type=harness.float_list, default=[1.0], help="channel multipliers")
+    g.add_argument("--batch-sizes", type=harness.int_list, default=[32], help="global batch sizes")
+    g.add_argument("--jit", type=harness.bool_list, default=[False, True],
                    help="XLA compilation on/off (JAX is only measured with jit on, the Keras "
                    "torch backend only with jit off)")
-    g.add_argument("--precisions", type=_choices(PRECISIONS), default=["float32"],
+    g.add_argument("--precisions", type=harness.choice_list(PRECISIONS), default=["float32"],
                    help=f"Keras dtype policies: {', '.join(PRECISIONS)}")
-    g.add_argument("--backends", type=_choices(BACKENDS), default=None,
+    g.add_argument("--backends", type=harness.choice_list(BACKENDS), default=None,
                    help="Keras backends, each setting in its own process (default: "
                    "$KERAS_BACKEND, else tensorflow)")
-    g.add_argument("--devices", type=_ints, default=[1],
+    g.add_argument("--devices", type=harness.int_list, default=[1],
                    help="devices per step: 2 splits every batch over 2 logical CPU devices "
                    "(--strategy mirrored on TensorFlow, data-parallel on JAX); on a GPU "
                    "machine, over the visible GPUs")
-    g.add_argument("--fused-batchnorm", type=_bools, default=[True],
+    g.add_argument("--fused-batchnorm", type=harness.bool_list, default=[True],
                    help="on = keras_googlenet.BatchNormalization as shipped (fused training "
                    "kernel on TensorFlow); off = fused=False, Keras 3's own unfused "
                    "BatchNormalization (the project before the fused layer; TensorFlow only)")
@@ -101,13 +101,9 @@ def build_parser():
     return p
 
 
-def _csv(text):
-    return [s.strip() for s in str(text).split(",") if s.strip()]
-
-
 def _inputs(text):
     pairs = []
-    for item in _csv(text):
+    for item in harness.csv_list(text):
         stem, _, size = item.partition(":")
         if stem not in ("cifar", "imagenet") or not size.isdigit():
             raise argparse.ArgumentTypeError(f"expected STEM:SIZE with stem cifar or imagenet, "
@@ -116,42 +112,9 @@ def _inputs(text):
     return pairs
 
 
-def _ints(text):
-    try:
-        return [int(s) for s in _csv(text)]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _floats(text):
-    try:
-        return [float(s) for s in _csv(text)]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _bools(text):
-    values = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
-    try:
-        return [values[s.lower()] for s in _csv(text)]
-    except KeyError as e:
-        raise argparse.ArgumentTypeError(f"expected on/off values, got {text!r}") from e
-
-
-def _choices(allowed):
-    def parse(text):
-        values = _csv(text)
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise argparse.ArgumentTypeError(f"{bad} not in {', '.join(allowed)}")
-        return values
-
-    return parse
-
-
 def _env_variant(text):
     env = {}
-    for item in _csv(text):
+    for item in harness.csv_list(text):
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ValueError(f"--env expects NAME=VALUE[,NAME=VALUE]; got {text!r}")

@@ -442,9 +442,8 @@ def _load_tfds(config):
                 np.concatenate([b[1] for b in batches]).astype("int32"))
 
     x_train, y_train = split_arrays("train")
-    val_idx, train_idx = _stratified_split(y_train, config.val_fraction, config.seed)
-    x_val, y_val = x_train[val_idx], y_train[val_idx]
-    x_train, y_train = x_train[train_idx], y_train[train_idx]
+    x_train, y_train, x_val, y_val = _stratified_split(
+        x_train, y_train, config.val_fraction, config.seed)
     source = f"{config.val_fraction:g} of TFDS {config.tfds_name} train (stratified)"
     x_train, y_train = _limit(x_train, y_train, config.limit, config.seed)
     x_val, y_val = _limit(x_val, y_val, config.limit, config.seed)
@@ -481,9 +480,8 @@ def _load_folder(config):
                 f"{config.data_dir} has no val/ or test/ folder and --val-fraction is 0: "
                 "nothing to validate on"
             )
-        val_idx, train_idx = _stratified_split(labels, config.val_fraction, config.seed)
-        val_files, val_labels = files[val_idx], labels[val_idx]
-        files, labels = files[train_idx], labels[train_idx]
+        files, labels, val_files, val_labels = _stratified_split(
+            files, labels, config.val_fraction, config.seed)
         source = f"{config.val_fraction:g} of train/ (stratified, seed {config.seed})"
     files, labels = _limit(files, labels, config.limit, config.seed)
     val_files, val_labels = _limit(val_files, val_labels, config.limit, config.seed)
@@ -527,8 +525,9 @@ def _list_images(split_dir, classes):
     return np.array(files), np.array(labels, dtype="int32")
 
 
-def _stratified_split(labels, fraction, seed):
-    """Returns `(val indices, train indices)`: `fraction` of every class, seeded."""
+def _stratified_split(items, labels, fraction, seed):
+    """Holds out `fraction` of every class (seeded); returns
+    `(train items, train labels, held-out items, held-out labels)`."""
     rng = np.random.default_rng(seed)
     val, train = [], []
     for label in np.unique(labels):
@@ -538,7 +537,8 @@ def _stratified_split(labels, fraction, seed):
             n_val = min(max(n_val, 1), len(idx) - 1)  # keep both sides non-empty
         val.append(idx[:n_val])
         train.append(idx[n_val:])
-    return np.sort(np.concatenate(val)), np.sort(np.concatenate(train))
+    val, train = np.sort(np.concatenate(val)), np.sort(np.concatenate(train))
+    return items[train], labels[train], items[val], labels[val]
 
 
 def _limit(x, y, limit, seed):

@@ -41,6 +41,9 @@ import sys
 import time
 from pathlib import Path
 
+# training.cifar's one-line-error parser, so both commands fail the same way.
+from training.cifar import _Parser, _UsageError
+from training.cifar import build_parser as training_parser
 from training.config import ConfigError, TrainConfig, atomic_write_text
 from tuner.folder import (
     PROJECT,
@@ -61,19 +64,9 @@ _SEARCH_FLAGS = ("tuner", "max_trials", "directory", "max_mflops", "max_params",
 # ---- command line -------------------------------------------------------------
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of argparse's usage dump
-        raise _UsageError(message)
-
-
 def build_parser():
     """The `python -m tuner.search` parser: training.cifar's flags plus the search's."""
     from tuner.hypermodel import TUNERS
-    from training.cifar import build_parser as training_parser
 
     space = SearchSpace()
     p = _Parser(
