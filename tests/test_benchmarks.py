@@ -250,3 +250,23 @@ def test_pipeline_figures_from_the_input_pipeline_json():
     assert [f["images_per_second"] for f in figures] == [5e4, 2e4]
     assert figures[0]["name"] == "augmented training batches / tf.data"
     assert pipeline_figures({"results": []}) == []
+
+
+def test_torch_reference_summary_pairs_the_unfused_batchnorm_row():
+    from benchmarks.torch_reference import summarize
+
+    def row(framework, label, ips, jit=False, fused=True):
+        return dict(status="ok", framework=framework, label=label, jit=jit,
+                    backend="tensorflow" if framework == "keras" else None,
+                    fused_batchnorm=fused, images_per_second=ips,
+                    images_per_second_repeats=[ips])
+
+    before = row("keras", "before", 1.5, fused=False)
+    torch_row = row("torch", "torch", 1.0)
+    # Only a jit-on Keras row besides "before": no same-setting "after" to pair with.
+    summary = summarize([row("keras", "jit on", 2.0, jit=True), before, torch_row])
+    assert "fused_over_unfused_batchnorm_paired" not in summary
+    assert summary["unfused_batchnorm_over_fastest_torch_paired"] == pytest.approx(1.5)
+    summary = summarize([row("keras", "after", 1.8), before, torch_row])
+    assert summary["fused_over_unfused_batchnorm_paired"] == pytest.approx(1.2)
+    assert summary["fastest_keras"] == "after"
