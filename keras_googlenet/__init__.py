@@ -4,38 +4,82 @@
     >>> model = keras_googlenet.GoogLeNet(stem="cifar", classes=10)
     >>> model.output_names
     ['aux1', 'aux2', 'main']
+
+The architecture facts (`PAPER_BLOCKS`, `STAGES`, `AUX_HEADS`, `HEADS`, ...) and the
+model configuration (`GoogLeNetConfig`) import without Keras; the names that need
+Keras (`GoogLeNet`, the layers, `inference_model`, ...) are imported on first use.
 """
 
-from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
-from keras_googlenet.model import (
+import importlib
+
+from keras_googlenet.architecture import (
     AUX_HEADS,
     BLOCK_FIELDS,
     BLOCK_NAMES,
+    DEFAULT_INPUT_SIZE,
+    HEADS,
+    LOSS_WEIGHTS,
+    MAIN_HEAD,
     MIN_INPUT_SIZE,
     PAPER_BLOCKS,
     STAGES,
-    GoogLeNet,
-    inception_block,
+    STEMS,
     validate_blocks,
 )
-from keras_googlenet.utils import HEADS, count_flops, inference_model, preprocess_input
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Public names that need Keras: module that defines each, imported on first access.
+_LAZY = {
+    "GoogLeNet": "keras_googlenet.model",
+    "inception_block": "keras_googlenet.model",
+    "BatchNormalization": "keras_googlenet.layers",
+    "LocalResponseNormalization": "keras_googlenet.layers",
+    "count_flops": "keras_googlenet.utils",
+    "inference_model": "keras_googlenet.utils",
+    "preprocess_input": "keras_googlenet.utils",
+    "build_model": "keras_googlenet.saving",
+    "load_model_folder": "keras_googlenet.saving",
+    "save_model_folder": "keras_googlenet.saving",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_googlenet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AUX_HEADS",
     "BLOCK_FIELDS",
     "BLOCK_NAMES",
     "BatchNormalization",
+    "DEFAULT_INPUT_SIZE",
+    "GoogLeNet",
+    "GoogLeNetConfig",
     "HEADS",
+    "LOSS_WEIGHTS",
+    "LocalResponseNormalization",
+    "MAIN_HEAD",
     "MIN_INPUT_SIZE",
+    "MODEL_CONFIG_FILE",
     "PAPER_BLOCKS",
     "STAGES",
-    "GoogLeNet",
-    "LocalResponseNormalization",
+    "STEMS",
+    "build_model",
     "count_flops",
     "inception_block",
     "inference_model",
+    "load_model_folder",
     "preprocess_input",
+    "save_model_folder",
     "validate_blocks",
 ]

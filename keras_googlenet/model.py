@@ -4,9 +4,11 @@ Reference:
     Szegedy, Liu, Jia, Sermanet, Reed, Anguelov, Erhan, Vanhoucke, Rabinovich.
     "Going Deeper with Convolutions". CVPR 2015. https://arxiv.org/abs/1409.4842
 
-The architecture is data: `PAPER_BLOCKS` is the paper's Table 1 (one channel tuple
-per Inception block), `STAGES` says which blocks share a resolution, and
-`inception_block` builds any row of the table. Everything here is pure Keras 3
+The architecture is data: `keras_googlenet.architecture` holds the paper's Table 1
+(`PAPER_BLOCKS`, one channel tuple per Inception block), `STAGES` (which blocks
+share a resolution) and where the heads attach; `inception_block` builds any row
+of the table, and `GoogLeNet` walks the table. The arguments are validated by
+`keras_googlenet.config.GoogLeNetConfig`, the model's one configuration object. Everything here is pure Keras 3
 (`keras.layers`, `keras.ops`) and runs on the TensorFlow, JAX and PyTorch backends.
 """
 
@@ -15,51 +17,29 @@ import os
 import keras
 from keras import layers
 
-from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
-
-#: Names of the nine Inception blocks, in order.
-BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
-
-#: Column names of a row of the block table.
-BLOCK_FIELDS = ("1x1", "3x3_reduce", "3x3", "5x5_reduce", "5x5", "pool_proj")
-
-#: Table 1 of the paper: for each block, (#1x1, #3x3 reduce, #3x3, #5x5 reduce,
-#: #5x5, pool proj). A block's output has #1x1 + #3x3 + #5x5 + pool proj channels.
-PAPER_BLOCKS = (
-    (64, 96, 128, 16, 32, 32),  # 3a -> 256
-    (128, 128, 192, 32, 96, 64),  # 3b -> 480
-    (192, 96, 208, 16, 48, 64),  # 4a -> 512
-    (160, 112, 224, 24, 64, 64),  # 4b -> 512
-    (128, 128, 256, 24, 64, 64),  # 4c -> 512
-    (112, 144, 288, 32, 64, 64),  # 4d -> 528
-    (256, 160, 320, 32, 128, 128),  # 4e -> 832
-    (256, 160, 320, 32, 128, 128),  # 5a -> 832
-    (384, 192, 384, 48, 128, 128),  # 5b -> 1024
+from keras_googlenet.architecture import (
+    AUX_CONV_FILTERS,
+    AUX_FC_UNITS,
+    AUX_HEADS,
+    AUX_PAPER_POOL_MIN_SIDE,
+    AUX_POOL_SIDE,
+    BLOCK_NAMES,
+    DEFAULT_INPUT_SIZE,
+    MAIN_HEAD,
+    MIN_INPUT_SIZE,
+    PAPER_BLOCKS,
+    STAGES,
+    STEM_CHANNELS,
+    scale_channels,
 )
-
-#: Blocks grouped by resolution; a 3x3/2 max pool sits between consecutive stages.
-STAGES = (("3a", "3b"), ("4a", "4b", "4c", "4d", "4e"), ("5a", "5b"))
-
-#: Auxiliary classifiers: head name -> the block whose output feeds it.
-AUX_HEADS = {"aux1": "4a", "aux2": "4d"}
-
-#: Smallest input side each stem accepts: the one at which the auxiliary heads
-#: (stage 4) still see a 4x4 feature map.
-MIN_INPUT_SIZE = {"imagenet": 64, "cifar": 16}
-
-#: Input side used when neither `input_shape` nor `input_tensor` is given.
-DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
 # Keras's 0.99, so the moving statistics track short CIFAR-scale runs; epsilon
 # 1e-3 as in torchvision's GoogLeNet.
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-3
-
-
-def _scale(channels, width):
-    """Scales a channel count by `width`, keeping at least one channel."""
-    return max(1, int(round(channels * width)))
 
 
 def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
@@ -138,13 +118,14 @@ def auxiliary_head(
     128 x 4 x 4 = 2048 inputs to the fully connected layer.
     """
     spatial = _spatial_shape(x)
-    if min(spatial) >= 14:
+    if min(spatial) >= AUX_PAPER_POOL_MIN_SIDE:
         x = layers.AveragePooling2D(5, strides=3, padding="valid", name=f"{name}_pool")(x)
     else:
-        x = layers.AdaptiveAveragePooling2D(4, name=f"{name}_pool")(x)
-    x = conv_block(x, _scale(128, width), 1, batch_norm=batch_norm, name=f"{name}_conv")
+        x = layers.AdaptiveAveragePooling2D(AUX_POOL_SIDE, name=f"{name}_pool")(x)
+    filters = scale_channels(AUX_CONV_FILTERS, width)
+    x = conv_block(x, filters, 1, batch_norm=batch_norm, name=f"{name}_conv")
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    x = layers.Dense(_scale(1024, width), activation="relu", name=f"{name}_fc")(x)
+    x = layers.Dense(scale_channels(AUX_FC_UNITS, width), activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(classes, activation=classifier_activation, dtype=head_dtype, name=name)(x)
 
@@ -245,37 +226,24 @@ def GoogLeNet(
         ValueError: For any invalid argument; the message names the value received.
     """
     # ---- validate arguments -------------------------------------------------
-    if stem not in MIN_INPUT_SIZE:
-        raise ValueError(
-            f"`stem` must be one of {sorted(MIN_INPUT_SIZE)}. Received: stem={stem!r}"
-        )
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"`classes` must be an integer >= 1. Received: classes={classes!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(
-            f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}"
-        )
-    if include_top and pooling == "max":
-        raise ValueError(
-            "With `include_top=True` the classifier uses global average pooling, so "
-            "`pooling` must be None or 'avg' (set include_top=False for max-pooled "
-            f"features). Received: pooling={pooling!r}"
-        )
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"`width` must be a number > 0. Received: width={width!r}")
-    for arg, rate in (("dropout", dropout), ("aux_dropout", aux_dropout)):
-        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={rate!r}")
-    blocks = validate_blocks(PAPER_BLOCKS if blocks is None else blocks)
-    weights = _validate_weights(weights)
-    if classifier_activation is not None:
-        try:
-            keras.activations.get(classifier_activation)
-        except (ValueError, TypeError) as e:
-            raise ValueError(
-                "`classifier_activation` must be None or a Keras activation. "
-                f"Received: classifier_activation={classifier_activation!r}"
-            ) from e
+    config = GoogLeNetConfig(
+        include_top=include_top,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        aux_logits=aux_logits,
+        batch_norm=batch_norm,
+        dropout=dropout,
+        aux_dropout=aux_dropout,
+        stem=stem,
+        width=width,
+        blocks=blocks,
+        include_preprocessing=include_preprocessing,
+        name=name,
+    ).validate()
+    blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
+    weights = _validate_weights(weights, config)
 
     channel_axis = _channel_axis()
     input_shape = _resolve_input_shape(input_shape, input_tensor, stem, channel_axis)
@@ -305,14 +273,15 @@ def GoogLeNet(
         x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(x)
 
     # ---- stem ---------------------------------------------------------------
-    w = lambda c: _scale(c, width)
+    w = lambda c: scale_channels(c, width)
     if stem == "imagenet":
-        x = conv_block(x, w(64), 7, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
+        c1, c2r, c2 = STEM_CHANNELS["imagenet"]
+        x = conv_block(x, w(c1), 7, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_3x3_s2")(x)
         if not batch_norm:
             x = LocalResponseNormalization(name="pool1_norm1")(x)
-        x = conv_block(x, w(64), 1, batch_norm=batch_norm, name="conv2_3x3_reduce")
-        x = conv_block(x, w(192), 3, batch_norm=batch_norm, name="conv2_3x3")
+        x = conv_block(x, w(c2r), 1, batch_norm=batch_norm, name="conv2_3x3_reduce")
+        x = conv_block(x, w(c2), 3, batch_norm=batch_norm, name="conv2_3x3")
         if not batch_norm:
             x = LocalResponseNormalization(name="conv2_norm2")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2_3x3_s2")(x)
@@ -320,7 +289,8 @@ def GoogLeNet(
         # Departure from the paper: the CIFAR stem keeps the input resolution
         # (one 3x3 convolution to 192 channels, no pooling) so that 32x32
         # images reach the Inception stages at 32/16/8 rather than 4/2/1.
-        x = conv_block(x, w(192), 3, batch_norm=batch_norm, name="stem_conv_3x3")
+        (c,) = STEM_CHANNELS["cifar"]
+        x = conv_block(x, w(c), 3, batch_norm=batch_norm, name="stem_conv_3x3")
 
     # ---- Inception stages and auxiliary heads -------------------------------
     head_dtype = _head_dtype()
@@ -356,7 +326,7 @@ def GoogLeNet(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
         main = layers.Dense(
-            classes, activation=classifier_activation, dtype=head_dtype, name="main"
+            classes, activation=classifier_activation, dtype=head_dtype, name=MAIN_HEAD
         )(x)
         outputs = [*aux_outputs.values(), main]
     else:
@@ -381,40 +351,14 @@ def GoogLeNet(
     return model
 
 
-def validate_blocks(blocks):
-    """Checks a block table and returns it as a tuple of 9 tuples of 6 ints.
-
-    Raises:
-        ValueError: If the table is not 9 rows of 6 positive integers.
-    """
-    try:
-        rows = [tuple(row) for row in blocks]
-    except TypeError:
-        rows = None
-    valid = (
-        rows is not None
-        and len(rows) == len(BLOCK_NAMES)
-        and all(
-            len(row) == len(BLOCK_FIELDS)
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in row)
-            for row in rows
-        )
-    )
-    if not valid:
-        raise ValueError(
-            f"`blocks` must be {len(BLOCK_NAMES)} rows (blocks {', '.join(BLOCK_NAMES)}) of "
-            f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)}). "
-            f"Received: blocks={blocks!r}"
-        )
-    return tuple(rows)
-
-
-def _validate_weights(weights):
+def _validate_weights(weights, config):
+    """Checks `weights`; a `model_config.json` beside the file must match `config`."""
     if weights is None:
         return None
     if isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
         if path.endswith((".weights.h5", ".keras")) and os.path.isfile(path):
+            _check_saved_config(path, config)
             return path
         if path.endswith((".weights.h5", ".keras")):
             raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
@@ -423,6 +367,32 @@ def _validate_weights(weights):
         "`.weights.h5` or `.keras` file; no pretrained weights are distributed. "
         f"Received: weights={weights!r}"
     )
+
+
+def _check_saved_config(path, config):
+    """Compares `config` with the `model_config.json` saved beside a weights file.
+
+    The fields that do not change the weights' shapes (name, dropout rates,
+    classifier activation, input size, pooling, preprocessing) may differ; any other difference is an error naming
+    the fields, instead of Keras's shape-mismatch message.
+    """
+    saved_path = os.path.join(os.path.dirname(os.path.abspath(path)), MODEL_CONFIG_FILE)
+    if not os.path.isfile(saved_path):
+        return
+    saved = GoogLeNetConfig.load(saved_path)
+    # Fields without weights of their own. (input_shape too: the auxiliary
+    # heads always flatten a 4x4 map, so every input size fits the same weights.)
+    free = {"name", "dropout", "aux_dropout", "classifier_activation", "input_shape",
+            "pooling", "include_preprocessing"}
+    differing = [f for f in config.differences(saved) if f not in free]
+    if differing:
+        values = ", ".join(
+            f"{f}={getattr(config, f)!r} (saved: {getattr(saved, f)!r})" for f in differing
+        )
+        raise ValueError(
+            f"The weights were saved from a different GoogLeNet configuration "
+            f"({saved_path}). Received: {values}"
+        )
 
 
 def _channel_axis():

@@ -4,11 +4,10 @@ import math
 
 import keras
 
-#: Output heads a three-head GoogLeNet has, in output order.
-HEADS = ("aux1", "aux2", "main")
+from keras_googlenet.architecture import HEADS, MAIN_HEAD
 
 
-def inference_model(model, head="main"):
+def inference_model(model, head=MAIN_HEAD):
     """Returns a single-output model for deployment that shares `model`'s weights.
 
     The returned model is cut after the chosen head: with `head="main"` the

@@ -13,16 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from keras_googlenet.architecture import BLOCK_FIELDS, BLOCK_NAMES, MIN_INPUT_SIZE
+from keras_googlenet.architecture import STEMS as MODEL_STEMS
+from keras_googlenet.config import GoogLeNetConfig
+
 #: Values accepted by the choice fields.
 DATA_SOURCES = ("tfds", "folder", "synthetic")
-STEMS = ("cifar", "imagenet")
+STEMS = tuple(sorted(MODEL_STEMS))
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "data-parallel")
 PIPELINES = ("tf.data", "numpy")
-
-#: Smallest image side per stem (mirrors keras_googlenet.MIN_INPUT_SIZE, which
-#: needs Keras; kept here so that validating a config imports nothing heavy).
-_MIN_IMAGE_SIZE = {"cifar": 16, "imagenet": 64}
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
@@ -160,7 +160,7 @@ class TrainConfig:
             raise ConfigError(
                 f"--data-dir is only used with --data folder (got --data {self.data})"
             )
-        minimum = _MIN_IMAGE_SIZE.get(self.stem, 1)
+        minimum = MIN_INPUT_SIZE.get(self.stem, 1)
         max_warmup = self.epochs if _is_int(self.epochs) else 0
         checks = [  # (flag, value, valid, what a valid value is)
             ("--data", self.data, self.data in (None, *DATA_SOURCES), f"one of {DATA_SOURCES}"),
@@ -203,10 +203,29 @@ class TrainConfig:
              _at_least(self.steps_per_execution, 1), ">= 1"),
         ]
         checks.append(("blocks", self.blocks, self.blocks is None or _is_block_table(self.blocks),
-                       "None or 9 rows of 6 integers >= 1"))
+                       f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
         for flag, value, valid, requirement in checks:
             if not valid:
                 raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
+
+    def model_config(self, num_classes):
+        """The `GoogLeNetConfig` of the network this run trains (validated).
+
+        The one place where training settings become `GoogLeNet` arguments:
+        `training.recipe.build_model`, the tuner and the benchmarks build their
+        models through it, and a run writes it as `model_config.json`.
+        """
+        size = self.image_size
+        return GoogLeNetConfig(
+            classes=num_classes,
+            input_shape=(size, size, 3),
+            stem=self.stem,
+            width=self.width,
+            batch_norm=self.batch_norm,
+            dropout=self.dropout,
+            aux_dropout=self.aux_dropout,
+            blocks=self.blocks,
+        ).validate()
 
     # ---- JSON ---------------------------------------------------------------
     def to_dict(self):
@@ -294,8 +313,8 @@ def _accelerator():
 
 
 def _is_block_table(blocks):
-    return (isinstance(blocks, (list, tuple)) and len(blocks) == 9 and all(
-        isinstance(row, (list, tuple)) and len(row) == 6 and all(_at_least(c, 1) for c in row)
+    return (isinstance(blocks, (list, tuple)) and len(blocks) == len(BLOCK_NAMES) and all(
+        isinstance(row, (list, tuple)) and len(row) == len(BLOCK_FIELDS) and all(_at_least(c, 1) for c in row)
         for row in blocks))
 
 

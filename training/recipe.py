@@ -9,7 +9,7 @@ import contextlib
 
 import keras
 
-from keras_googlenet import GoogLeNet
+from keras_googlenet.saving import build_model as build_googlenet
 from training.config import ConfigError
 
 #: Loss weight of the main head; the auxiliary heads get `config.aux_weight`.
@@ -77,17 +77,7 @@ def build_model(config, num_classes):
     Returns:
         A `keras.Model` with outputs `aux1`, `aux2`, `main` (logits).
     """
-    size = config.image_size
-    return GoogLeNet(
-        classes=num_classes,
-        input_shape=(size, size, 3),
-        stem=config.stem,
-        width=config.width,
-        batch_norm=config.batch_norm,
-        dropout=config.dropout,
-        aux_dropout=config.aux_dropout,
-        blocks=config.blocks,
-    )
+    return build_googlenet(config.model_config(num_classes))
 
 
 def build_schedule(config, steps_per_epoch):

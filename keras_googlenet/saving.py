@@ -1,0 +1,105 @@
+"""Building a GoogLeNet from its configuration, and model folders.
+
+A model folder holds a `model_config.json` (a `GoogLeNetConfig`) beside the
+weights; training runs, tuner searches and exports all write one, and
+`load_model_folder` rebuilds the model from any of them.
+"""
+
+import os
+
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.fileio import atomic_save_weights
+from keras_googlenet.model import GoogLeNet
+
+#: The weights file `save_model_folder` writes.
+WEIGHTS_FILE = "model.weights.h5"
+
+#: Weight files `load_model_folder` looks for, in order.
+WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
+
+
+def build_model(config, weights=None, input_tensor=None):
+    """`GoogLeNet(**config.kwargs(), weights=weights, input_tensor=input_tensor)`.
+
+    Args:
+        config: A `GoogLeNetConfig`.
+        weights: Optional weights file, as for `GoogLeNet`.
+        input_tensor: Optional Keras tensor, as for `GoogLeNet`.
+
+    Returns:
+        The `keras.Model`.
+    """
+    if not isinstance(config, GoogLeNetConfig):
+        raise ValueError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
+    return GoogLeNet(weights=weights, input_tensor=input_tensor, **config.kwargs())
+
+
+def save_model_folder(model, directory, config):
+    """Writes `model`'s weights and `config` to `directory`.
+
+    The folder then holds `model.weights.h5` and `model_config.json`, enough for
+    `load_model_folder` to rebuild the same network with the same weights. Each
+    file is written atomically; the folder is created if needed.
+
+    Args:
+        model: A model built from `config`.
+        directory: The folder to write.
+        config: The model's `GoogLeNetConfig`.
+
+    Raises:
+        ValueError: If `model`'s weights do not fit `config`'s network.
+    """
+    config = config.validate()
+    reference = build_model(config)
+    mine = [tuple(w.shape) for w in model.weights]
+    expected = [tuple(w.shape) for w in reference.weights]
+    if mine != expected:
+        raise ValueError(
+            "The model's weights do not match the configuration "
+            f"({len(mine)} weights against {len(expected)} expected). Received: config={config}"
+        )
+    os.makedirs(directory, exist_ok=True)
+    atomic_save_weights(model, os.path.join(directory, WEIGHTS_FILE))
+    config.save(os.path.join(directory, MODEL_CONFIG_FILE))
+
+
+def find_weights(directory):
+    """The weights file of a model folder, or None (see `WEIGHT_FILES`)."""
+    for name in WEIGHT_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_model_folder(directory, **overrides):
+    """Rebuilds the model saved in `directory` (a `model_config.json` and weights).
+
+    Works on folders written by `save_model_folder`, training runs
+    (`runs/NAME`), tuner searches and exports: each holds a `model_config.json`
+    beside its weights.
+
+    Args:
+        directory: The folder.
+        **overrides: Configuration fields to change that keep the weights'
+            shapes (e.g. `name`, `dropout`, `classifier_activation`).
+
+    Returns:
+        The `keras.Model`, with the weights loaded.
+
+    Raises:
+        ValueError: If the folder has no configuration or no weights, or they do not fit.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(f"Model folder not found. Received: directory={directory!r}")
+    config = GoogLeNetConfig.load(directory)
+    if overrides:
+        config = config.replace(**overrides)
+    weights = find_weights(directory)
+    if weights is None:
+        raise ValueError(
+            f"The model folder has no weights (expected one of {list(WEIGHT_FILES)}). "
+            f"Received: directory={directory!r}"
+        )
+    return build_model(config, weights=weights)

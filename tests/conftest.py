@@ -1,0 +1,97 @@
+"""Shared fixtures and markers of the test suite.
+
+Markers:
+    backends(*names): the test runs only under these Keras backends
+        (e.g. `@pytest.mark.backends("tensorflow")` for tf.data, TFLite and
+        keras-tuner code); under another `KERAS_BACKEND` it is skipped with
+        the reason. CI runs the whole suite on TensorFlow and the model tests
+        on JAX and PyTorch, so nothing marked here goes untested.
+    slow: long-running tests (real-data training, subprocess resume);
+        deselect with `-m "not slow"`.
+
+Fixtures are the helpers several test files need: a repository path, a
+seeded random generator, raw-pixel images, a small image folder, and an
+environment that hides TensorFlow (to check the JAX/PyTorch paths).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Test files import `training_helpers` (beside this file) as a plain module.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def current_backend():
+    """The Keras backend this pytest process runs (KERAS_BACKEND, else TensorFlow)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): run only under these Keras backends; skipped (with the reason) "
+        "under the others",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    backend = None
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        if marker is None:
+            continue
+        backend = backend or current_backend()
+        if backend not in marker.args:
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs the {' or '.join(marker.args)} backend; this run uses {backend}"
+            ))
+
+
+@pytest.fixture(scope="session")
+def repo():
+    """The repository root."""
+    return REPO
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy generator (seed 0)."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_images():
+    """`make_images(n, size=32, seed=0)`: raw RGB float32 images in [0, 255]."""
+
+    def make(n=2, size=32, seed=0):
+        generator = np.random.default_rng(seed)
+        return generator.integers(0, 256, size=(n, size, size, 3)).astype("float32")
+
+    return make
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A small ImageFolder tree `tmp/train/<class>/<i>.png` (3 classes of 10)."""
+    from training_helpers import make_image_folder
+
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def no_tensorflow_env(tmp_path):
+    """Environment variables for a subprocess in which TensorFlow is not importable."""
+    from training_helpers import NO_TENSORFLOW_SITECUSTOMIZE
+
+    hide = tmp_path / "hide_tensorflow"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(hide), str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)
