@@ -40,6 +40,7 @@ from training.config import (
     atomic_write_text,
     tensorflow_available,
 )
+from training.cli import OneLineParser, UsageError
 
 
 class RunError(ValueError):
@@ -319,19 +320,10 @@ def _print_summary(results):
 # ---- command line -------------------------------------------------------------
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of argparse's usage dump
-        raise _UsageError(message)
-
-
 def build_parser():
     """The `python -m training.cifar` argument parser (defaults from `TrainConfig`)."""
     d = TrainConfig()
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m training.cifar",
         description="Train GoogLeNet (three heads) on CIFAR-10 or an image folder, "
         "evaluate it on a held-out split and export the main head as a SavedModel.",
@@ -444,7 +436,7 @@ def main(argv=None):
 
     try:
         config = config_from_args(argv)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
     try:

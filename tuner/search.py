@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 # training.cifar's one-line-error parser, so both commands fail the same way.
-from training.cifar import _Parser, _UsageError
+from training.cli import OneLineParser, UsageError
 from training.cifar import build_parser as training_parser
 from training.config import ConfigError, TrainConfig, atomic_write_text
 from tuner.folder import (
@@ -69,7 +69,7 @@ def build_parser():
     from tuner.hypermodel import TUNERS
 
     space = SearchSpace()
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m tuner.search",
         description="Search GoogLeNet's Inception channel ratios (per stage: branch shares and "
         "reductions; global width) with keras-tuner, within an optional compute budget. "
@@ -119,7 +119,7 @@ def parse_args(argv=None):
     """Parses arguments into `(search options dict, unresolved TrainConfig)`."""
     args = vars(build_parser().parse_args(argv))
     if args.pop("width") is not None:
-        raise _UsageError("--width is searched: use --min-width / --max-width")
+        raise UsageError("--width is searched: use --min-width / --max-width")
     options = {key: args.pop(key) for key in _SEARCH_FLAGS}
     for key in ("precision", "pipeline"):
         if args[key] == "auto":
@@ -265,7 +265,7 @@ def main(argv=None):
     """Command-line entry point; returns the process exit status."""
     try:
         options, raw_config = parse_args(argv)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
     from training.callbacks import TrainingDiverged
