@@ -11,6 +11,9 @@ Keras (`GoogLeNet`, the layers, `inference_model`, ...) are imported on first us
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 from keras_googlenet.architecture import (
     AUX_HEADS,
@@ -43,6 +46,39 @@ _LAZY = {
     "load_model_folder": "keras_googlenet.saving",
     "save_model_folder": "keras_googlenet.saving",
 }
+
+
+class _RegisterLayersAfterKeras(importlib.abc.MetaPathFinder):
+    """Imports `keras_googlenet.layers` right after `keras` is first imported.
+
+    The package's layers are Keras serializables (`keras_googlenet>BatchNormalization`,
+    `keras_googlenet>LocalResponseNormalization`); `keras.saving.load_model` finds
+    them only once their module has run. The package itself imports no Keras, so
+    this hook registers them as soon as the program imports Keras, whatever the
+    order of `import keras` and `import keras_googlenet`.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            importlib.import_module("keras_googlenet.layers")
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    importlib.import_module("keras_googlenet.layers")
+elif not any(isinstance(f, _RegisterLayersAfterKeras) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterLayersAfterKeras())
 
 
 def __getattr__(name):
