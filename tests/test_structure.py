@@ -87,3 +87,50 @@ def test_benchmarks_are_not_installed_as_a_top_level_package():
     requirements = [line.strip() for line in base.splitlines() if line.strip()
                     and not line.strip().startswith("#")]
     assert [re.split(r"[<>=\[]", r)[0] for r in requirements] == ["keras", "numpy"]
+
+
+@pytest.mark.slow
+def test_base_install_builds_the_model_without_tensorflow(tmp_path):
+    """`pip install .` with no extras (plus JAX as the backend) is enough for the model."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         str(REPO), "jax"], capture_output=True, text=True, timeout=1200,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    code = (
+        "import importlib.util, numpy as np, keras_googlenet as kg\n"
+        "assert importlib.util.find_spec('tensorflow') is None, 'TensorFlow got installed'\n"
+        "m = kg.GoogLeNet(stem='cifar', classes=10, width=0.25)\n"
+        "out = m.predict(np.zeros((1, 32, 32, 3)), verbose=0)\n"
+        "print(m.count_params(), [tuple(o.shape) for o in out])\n"
+    )
+    run = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900, env={"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin",
+                                                      "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    import keras_googlenet as kg
+
+    expected = kg.GoogLeNet(stem="cifar", classes=10, width=0.25).count_params()
+    assert run.stdout.strip().splitlines()[-1] == f"{expected} [(1, 10), (1, 10), (1, 10)]"
+
+
+def _readme_setup_commands():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Set-up", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_exactly_the_readme_setup_commands_in_a_new_environment():
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    between = script.split("# --- README set-up (begin) ---\n", 1)[1]
+    between = between.split("# --- README set-up (end) ---", 1)[0]
+    commands = [line for line in between.splitlines() if line.strip()]
+    assert commands == _readme_setup_commands()
+    assert len(commands) == 2 and "python -m pytest" in commands[1]
+    before = script.split("# --- README set-up (begin) ---", 1)[0]
+    assert "venv" in before and "source" in before  # a new environment, and it is used
+    assert "pip install" not in before  # nothing installed outside the README's commands
