@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from training.config import PIPELINES, TrainConfig, tensorflow_available
+from keras_googlenet.environment import tensorflow_available
+from training.config import PIPELINES, TrainConfig
 from training.data import build_datasets, load_arrays
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "input_pipeline.json"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from training_helpers import CLASSES, make_archive, make_image_folder, tar_with
 
+from keras_googlenet import HEADS
 from training.config import TrainConfig
 from training.data import (
-    HEADS,
     DataError,
     augment_numpy,
     augment_tf,
@@ -19,6 +19,7 @@ from training.data import (
     load_arrays,
     resolve_data_dir,
 )
+from training.recipe import fan_out_datasets
 
 
 def folder_config(data_dir, tmp_path, **fields):
@@ -236,7 +237,7 @@ def test_tensorflow_augmentation_is_a_random_pad_crop_and_flip():
 @pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
 def test_pipelines_yield_augmented_batches_with_one_hot_labels_per_head(folder, tmp_path, pipeline):
     config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=5)
-    data = build_datasets(config)
+    data = fan_out_datasets(build_datasets(config), HEADS)
     assert (data.num_train, data.num_val, data.steps_per_epoch) == (24, 6, 4)
     assert data.pipeline == pipeline
     train_batches = _batches(data.train)
@@ -254,6 +255,22 @@ def test_pipelines_yield_augmented_batches_with_one_hot_labels_per_head(folder, 
     assert np.array_equal(np.concatenate([np.asarray(b[0]) for b in val]), x_val)
     assert np.array_equal(
         np.concatenate([np.asarray(b[1]["main"]) for b in val]).argmax(1), y_val)
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_pipelines_yield_one_label_per_image_knowing_no_heads(folder, tmp_path, pipeline):
+    config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=5)
+    data = build_datasets(config)
+    x, y = _batches(data.train)[0]
+    assert np.asarray(x).shape == (5, 16, 16, 3)
+    labels = np.asarray(y)
+    assert labels.shape == (5, 3) and (labels.sum(axis=1) == 1).all()
+    # The fan-out keeps the sample weights of a padded held-out split.
+    config = folder_config(folder, tmp_path, pipeline=pipeline, batch_size=4)
+    padded = fan_out_datasets(build_datasets(config, replicas=4), HEADS)
+    batches = list(_batches(padded.val))
+    assert all(len(b) == 3 and set(b[1]) == set(HEADS) for b in batches)
+    assert np.concatenate([np.asarray(b[2]) for b in batches]).tolist() == [1.0] * 6 + [0.0] * 2
 
 
 @pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
@@ -294,7 +311,7 @@ def test_tfds_cifar10_under_mock_data(tmp_path, monkeypatch):
 
     # mock_data makes download_and_prepare a no-op; pretend the network is up so
     # that the offline check lets it through.
-    monkeypatch.setattr("training.data._reachable", lambda url: True)
+    monkeypatch.setattr("training.data.sources._reachable", lambda url: True)
     config = TrainConfig(data="tfds", tfds_dir=str(tmp_path), image_size=32, limit=20,
                          batch_size=8, val_fraction=0.5).resolve()
     with tfds.testing.mock_data(num_examples=60):

@@ -24,10 +24,11 @@ from training_helpers import (
     tar_with,
 )
 
+from keras_googlenet import HEADS
 from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from training.cifar import main
 from training.config import TrainConfig
-from training.data import HEADS, load_arrays
+from training.data import load_arrays
 from training.recipe import build_schedule, compile_model
 
 
@@ -106,6 +107,19 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
     assert list(model.output_names) == list(HEADS)
     best = keras.saving.load_model(run / "best.keras", compile=False)
     assert list(best.output_names) == list(HEADS)
+
+
+def test_load_model_folder_rebuilds_the_run_model_with_its_weights(finished):
+    from keras_googlenet import GoogLeNetConfig, load_model_folder
+
+    run = finished.run
+    config = TrainConfig.load(run / "config.json")
+    assert GoogLeNetConfig.load(run / "model_config.json") == config.model_config(len(CLASSES))
+    _, model, x_val = _evaluate(run / "model.keras", run / "config.json")
+    rebuilt = load_model_folder(run)
+    assert list(rebuilt.output_names) == list(HEADS)
+    for got, expected in zip(rebuilt.predict(x_val, verbose=0), model.predict(x_val, verbose=0)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_saved_model_takes_uint8_images_and_returns_probabilities(finished):

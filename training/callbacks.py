@@ -6,41 +6,32 @@ import time
 
 import keras
 
-from training.config import atomic_write_text
+from keras_googlenet.fileio import atomic_save_model, atomic_save_weights, atomic_write_text
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message is one line for the user."""
 
 
-def _tmp_path(path):
-    """A temporary sibling of `path` that keeps its suffix (Keras checks it)."""
-    head, tail = os.path.split(os.fspath(path))
-    return os.path.join(head, f".tmp-{os.getpid()}-{tail}")
-
-
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """`keras.callbacks.ModelCheckpoint` that writes atomically.
 
     Keras writes the checkpoint in place, so a kill during a save would leave
-    a corrupt file where the previous good one was. This subclass saves to a
-    temporary file in the same folder and renames it over the checkpoint
-    (`os.replace` is atomic). Use a plain file path (no `{epoch}` fields).
+    a corrupt file where the previous good one was. This subclass saves
+    through `keras_googlenet.fileio` (a temporary file in the same folder,
+    renamed over the checkpoint). Use a plain file path (no `{epoch}` fields).
     """
 
     # Overrides a private method of ModelCheckpoint (Keras 3.x) so that the
-    # decision logic (save_best_only, monitor, initial_value_threshold) stays Keras's.
+    # decision logic (save_best_only, monitor, initial_value_threshold) stays
+    # Keras's own `_should_save_model`.
     def _save_model(self, epoch, batch, logs):
-        final, tmp = self.filepath, _tmp_path(self.filepath)
-        self.filepath = tmp
-        try:
-            super()._save_model(epoch, batch, logs)
-            if os.path.exists(tmp):
-                os.replace(tmp, final)
-        finally:
-            self.filepath = final
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            if self.save_weights_only:
+                atomic_save_weights(self.model, filepath)
+            else:
+                atomic_save_model(self.model, filepath)
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -58,13 +49,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     # names and metadata format are Keras's, so its restore logic is unchanged.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = _tmp_path(self._weights_path)
-        try:
-            self.model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, self._weights_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save_weights(self.model, self._weights_path)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
 

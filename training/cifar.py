@@ -7,6 +7,8 @@
 A run lives in `runs/<name>/`:
 
 - `config.json`: the resolved `TrainConfig`; `labels.txt`: class names in output order;
+- `model_config.json`: the network (`keras_googlenet.GoogLeNetConfig`), so that
+  `keras_googlenet.load_model_folder("runs/<name>")` rebuilds the trained model;
 - `history.csv` and `logs/` (TensorBoard): per-epoch loss and accuracy of every
   head, learning rate, images/s, for training and validation;
 - `best.keras`: the model of the best epoch by `val_main_accuracy`;
@@ -19,9 +21,6 @@ and the main head is exported as a SavedModel to `saved_models/<name>/`.
 """
 
 import argparse
-import csv
-import json
-import os
 import shutil
 import statistics
 import sys
@@ -29,6 +28,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from keras_googlenet.architecture import HEADS, MAIN_HEAD
+from keras_googlenet.config import MODEL_CONFIG_FILE
+from keras_googlenet.environment import tensorflow_available
+from keras_googlenet.fileio import atomic_save_model, atomic_write_json
+from training.cli import OneLineParser, UsageError
 from training.config import (
     DATA_SOURCES,
     PIPELINES,
@@ -37,14 +41,11 @@ from training.config import (
     STRATEGIES,
     ConfigError,
     TrainConfig,
-    atomic_write_text,
-    tensorflow_available,
 )
-from training.cli import OneLineParser, UsageError
+from training.run import RunError, read_history, run_state, start_run_folder, trim_history
 
-
-class RunError(ValueError):
-    """The run folder is in a state that forbids this run; one line for the user."""
+#: The metric that picks the best epoch (and `best.keras`).
+BEST_METRIC = f"val_{MAIN_HEAD}_accuracy"
 
 
 class ExportFailed(RuntimeError):
@@ -77,27 +78,22 @@ def train(config):
 
     from training.callbacks import AtomicBackupAndRestore
     from training.data import build_datasets
-    from training.recipe import build_model, compile_model, setup_runtime
+    from training.recipe import build_model, compile_model, fan_out_datasets, setup_runtime
 
     started = time.time()
     config = config.resolve()
-    run_dir = Path(config.run_dir)
-    state = _run_state(config)
+    state = run_state(config)
     keras.backend.clear_session()  # also resets the dtype policy and distribution
     scope, replicas = setup_runtime(config)
     data = build_datasets(config, replicas=replicas)
 
-    if state == "overwrite":
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".tmp-*"):  # left by a killed save
-        stale.unlink()
-    config.save(run_dir / "config.json")
-    atomic_write_text(run_dir / "labels.txt", "".join(f"{c}\n" for c in data.class_names))
-
+    run_dir = start_run_folder(config, state, data.class_names)
+    num_classes = len(data.class_names)
     with scope:
-        model = build_model(config, len(data.class_names))
+        model = build_model(config, num_classes)
         compile_model(model, config, data.steps_per_epoch)
+    config.model_config(num_classes).save(run_dir / MODEL_CONFIG_FILE)
+    data = fan_out_datasets(data, model.output_names)
 
     backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
     resumed_from = backup.saved_epoch()
@@ -124,14 +120,14 @@ def train(config):
     # With --ema, fit() has already swapped the averaged weights into the model
     # (optimizer.finalize_variable_values), so what follows uses them.
     final = model.evaluate(data.val, return_dict=True, verbose=0)
-    _atomic_save(model, run_dir / "model.keras")
+    atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,
                           allow_overwrite=config.overwrite or state != "new")
 
-    history = _read_history(run_dir / "history.csv")
-    best = max(history, key=lambda r: float(r["val_main_accuracy"]))
-    heads = [h for h in ("aux1", "aux2", "main") if f"{h}_accuracy" in final]
+    history = read_history(run_dir / "history.csv")
+    best = max(history, key=lambda r: float(r[BEST_METRIC]))
+    heads = [h for h in HEADS if f"{h}_accuracy" in final]
     results = {
         "name": config.name,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -147,7 +143,7 @@ def train(config):
         "val_accuracy": {h: float(final[f"{h}_accuracy"]) for h in heads},
         "val_loss": {h: float(final[f"{h}_loss"]) for h in heads} | {"total": float(final["loss"])},
         "best_epoch": int(best["epoch"]) + 1,
-        "best_val_main_accuracy": float(best["val_main_accuracy"]),
+        "best_val_main_accuracy": float(best[BEST_METRIC]),
         "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(sum(float(r["epoch_time_s"]) for r in history), 2),
         # Median over epochs: robust to the first epoch's compilation time.
@@ -158,7 +154,7 @@ def train(config):
         "best_model": str(run_dir / "best.keras"),
         "saved_model": saved_model,
     }
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_json(run_dir / "results.json", results)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     _print_summary(results)
     return results
@@ -173,14 +169,14 @@ def _callbacks(config, data, backup):
     run_dir = Path(config.run_dir)
     # Rows of epochs after the backup's are redone: drop them, and let the best
     # checkpoint only be replaced by a better epoch than those kept.
-    history = _trim_history(run_dir / "history.csv", backup.saved_epoch())
-    best_so_far = max((float(r["val_main_accuracy"]) for r in history), default=None)
+    history = trim_history(run_dir / "history.csv", backup.saved_epoch())
+    best_so_far = max((float(r[BEST_METRIC]) for r in history), default=None)
     callbacks = [
         StopOnNaN(),
         EpochStats(data.steps_per_epoch * config.batch_size),  # before the loggers
         AtomicModelCheckpoint(
             str(run_dir / "best.keras"),
-            monitor="val_main_accuracy",
+            monitor=BEST_METRIC,
             mode="max",
             save_best_only=True,
             initial_value_threshold=best_so_far,
@@ -197,68 +193,6 @@ def _callbacks(config, data, backup):
     # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
     callbacks.append(backup)
     return callbacks
-
-
-def _run_state(config):
-    """`"new"`, `"resume"` or `"overwrite"`; raises `RunError` if the run must not start."""
-    run_dir = Path(config.run_dir)
-    hint = "pass --overwrite to start it over, or pick another --name"
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        if config.export and os.path.exists(config.export_path) and not config.overwrite:
-            raise RunError(f"{config.export_path} already exists; {hint}")
-        return "new"
-    if (run_dir / "results.json").exists():
-        if config.overwrite:
-            return "overwrite"
-        raise RunError(f"run {config.name!r} already finished ({run_dir / 'results.json'}); {hint}")
-    try:
-        saved = TrainConfig.load(run_dir / "config.json")
-    except (OSError, ValueError, TypeError) as e:
-        if config.overwrite:
-            return "overwrite"
-        raise RunError(f"{run_dir} is not a readable run folder ({e}); {hint}") from e
-    changed = config.resume_differences(saved)
-    if changed:
-        if config.overwrite:
-            return "overwrite"
-        details = ", ".join(
-            f"{k}: {getattr(saved, k)!r} -> {getattr(config, k)!r}" for k in changed
-        )
-        raise RunError(
-            f"unfinished run {config.name!r} was started with other settings ({details}); "
-            f"re-run with the same flags to resume it, or {hint}"
-        )
-    return "resume"
-
-
-def _read_history(path):
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _trim_history(path, epochs_done):
-    """Drops CSV rows of epochs the backup does not cover (they will be redone)."""
-    rows = _read_history(path)
-    keep = [r for r in rows if int(r["epoch"]) < epochs_done]
-    if len(keep) != len(rows):
-        if keep:
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(keep)
-            os.replace(tmp, path)
-        else:
-            path.unlink()
-    return keep
-
-
-def _atomic_save(model, path):
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 def _export(model, config, class_names, allow_overwrite):

@@ -13,9 +13,17 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from keras_googlenet.architecture import BLOCK_FIELDS, BLOCK_NAMES, MIN_INPUT_SIZE
+from keras_googlenet.architecture import (
+    AUX_HEADS,
+    BLOCK_FIELDS,
+    BLOCK_NAMES,
+    LOSS_WEIGHTS,
+    MIN_INPUT_SIZE,
+)
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.environment import accelerator, tensorflow_available
+from keras_googlenet.fileio import atomic_write_json
 
 #: Values accepted by the choice fields.
 DATA_SOURCES = ("tfds", "folder", "synthetic")
@@ -68,7 +76,7 @@ class TrainConfig:
     batch_norm: bool = True
     dropout: float = 0.4
     aux_dropout: float = 0.7
-    aux_weight: float = 0.3
+    aux_weight: float = LOSS_WEIGHTS[next(iter(AUX_HEADS))]  # the paper's 0.3
     # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
     # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
     blocks: Optional[list] = None
@@ -135,7 +143,7 @@ class TrainConfig:
             config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
         config.validate()
         if config.jit is None or config.precision is None:
-            backend, gpu = _accelerator()
+            backend, gpu = accelerator()
             if config.jit is None:
                 config.jit = gpu is not None or backend == "jax"
             if config.precision is None:
@@ -243,7 +251,7 @@ class TrainConfig:
 
     def save(self, path):
         """Writes the configuration as JSON, atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path):
@@ -258,58 +266,6 @@ class TrainConfig:
             for f in dataclasses.fields(self)
             if f.name not in RESUME_INDEPENDENT and getattr(self, f.name) != getattr(other, f.name)
         ]
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to `path` through a temporary file renamed into place."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def tensorflow_available():
-    """Whether `import tensorflow` works (imports it if so)."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _accelerator():
-    """Returns `(backend name, GPU compute capability or None)` for the first GPU."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            if not gpus:
-                return backend, None
-            details = tf.config.experimental.get_device_details(gpus[0])
-            capability = details.get("compute_capability")
-            return backend, float("%d.%d" % capability) if capability else 0.0
-        if backend == "jax":
-            import jax
-
-            gpus = [d for d in jax.devices() if d.platform == "gpu"]
-            if not gpus:
-                return backend, None
-            return backend, float(getattr(gpus[0], "compute_capability", 0) or 0)
-        if backend == "torch":
-            import torch
-
-            if not torch.cuda.is_available():
-                return backend, None
-            return backend, float("%d.%d" % torch.cuda.get_device_capability(0))
-    except (RuntimeError, ValueError):  # a backend that cannot initialise its GPU
-        return backend, None
-    return backend, None
 
 
 def _is_block_table(blocks):

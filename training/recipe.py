@@ -1,19 +1,19 @@
-"""Model, optimizer and compile settings of the training recipe.
+"""Model, optimizer, compile settings and label fan-out of the training recipe.
 
 Free of CLI and run-folder concerns so that the tuner and benchmarks can reuse
 them: `setup_runtime` (precision, seeds, multi-device), then `build_model` and
-`compile_model` inside the returned scope.
+`compile_model` inside the returned scope, and `fan_out_labels` (or
+`fan_out_datasets`) to give each of the model's outputs the data's labels.
 """
 
 import contextlib
+import dataclasses
 
 import keras
 
+from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS
 from keras_googlenet.saving import build_model as build_googlenet
 from training.config import ConfigError
-
-#: Loss weight of the main head; the auxiliary heads get `config.aux_weight`.
-MAIN_WEIGHT = 1.0
 
 
 def setup_runtime(config):
@@ -132,8 +132,8 @@ def compile_model(model, config, steps_per_epoch):
     """Compiles a three-head GoogLeNet with the recipe's losses and metrics.
 
     Every head gets a cross-entropy on logits with label smoothing (so labels
-    are one-hot) and an accuracy metric; losses are weighted
-    `aux_weight, aux_weight, 1.0` (the paper's 0.3, 0.3, 1.0 by default).
+    are one-hot) and an accuracy metric; losses are weighted by `loss_weight`
+    (`aux_weight, aux_weight, 1.0`: the paper's 0.3, 0.3, 1.0 by default).
     Keras then reports `main_accuracy`, `val_main_accuracy`, etc.
 
     Args:
@@ -159,9 +159,7 @@ def compile_model(model, config, steps_per_epoch):
             )
             for head in heads
         },
-        loss_weights={
-            head: MAIN_WEIGHT if head == "main" else config.aux_weight for head in heads
-        },
+        loss_weights={head: loss_weight(head, config) for head in heads},
         weighted_metrics={
             head: [keras.metrics.CategoricalAccuracy(name="accuracy")] for head in heads
         },
@@ -170,3 +168,68 @@ def compile_model(model, config, steps_per_epoch):
         steps_per_execution=config.steps_per_execution,
     )
     return model
+
+
+def loss_weight(head, config):
+    """Loss weight of an output: `config.aux_weight` for an auxiliary head, else
+    `keras_googlenet.architecture.LOSS_WEIGHTS` (1 for the main head)."""
+    if head in AUX_HEADS:
+        return config.aux_weight
+    return LOSS_WEIGHTS.get(head, 1.0)
+
+
+def fan_out_labels(dataset, output_names):
+    """The batches of `dataset` with their labels repeated for every model output.
+
+    `training.data` yields `(images, labels[, sample_weights])`; a multi-output
+    model wants `(images, {output: labels}[, sample_weights])`.
+
+    Args:
+        dataset: A `tf.data.Dataset` or a `keras.utils.PyDataset` (as in
+            `training.data.Datasets`).
+        output_names: The model's output names (`model.output_names`).
+
+    Returns:
+        A dataset of the same kind.
+    """
+    names = tuple(output_names)
+    if isinstance(dataset, keras.utils.PyDataset):
+        return _FannedOut(dataset, names)
+    import tensorflow as tf
+
+    def fan_out(x, y, *weights):
+        return (x, {name: y for name in names}, *weights)
+
+    return dataset.map(fan_out, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def fan_out_datasets(datasets, output_names):
+    """A copy of a `training.data.Datasets` whose `train` and `val` go through
+    `fan_out_labels`."""
+    return dataclasses.replace(
+        datasets,
+        train=fan_out_labels(datasets.train, output_names),
+        val=fan_out_labels(datasets.val, output_names),
+    )
+
+
+class _FannedOut(keras.utils.PyDataset):
+    """`fan_out_labels` of a `keras.utils.PyDataset` (same workers, same epochs)."""
+
+    def __init__(self, dataset, names):
+        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
+                         max_queue_size=dataset.max_queue_size)
+        self.dataset, self.names = dataset, names
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        x, y, *weights = self.dataset[index]
+        return (x, {name: y for name in self.names}, *weights)
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()

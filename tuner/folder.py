@@ -11,7 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from training.config import RESUME_INDEPENDENT, atomic_write_text
+from keras_googlenet.fileio import atomic_write_text
+from training.config import RESUME_INDEPENDENT
 from tuner.space import STAGES, shares
 
 #: keras-tuner project folder inside the search folder.

@@ -44,7 +44,8 @@ from pathlib import Path
 # training.cifar's one-line-error parser, so both commands fail the same way.
 from training.cli import OneLineParser, UsageError
 from training.cifar import build_parser as training_parser
-from training.config import ConfigError, TrainConfig, atomic_write_text
+from keras_googlenet.fileio import atomic_write_text
+from training.config import ConfigError, TrainConfig
 from tuner.folder import (
     PROJECT,
     SearchError,
@@ -171,7 +172,7 @@ def search(options, raw_config):
     import keras
 
     from training.callbacks import StopOnNaN
-    from training.config import tensorflow_available
+    from keras_googlenet.environment import tensorflow_available
     from training.data import build_datasets
     from tuner.hypermodel import HyperGoogLeNet, make_tuner
 

@@ -1,0 +1,196 @@
+"""Feeding in-memory arrays to `model.fit`: `build_datasets` and its two pipelines.
+
+- With TensorFlow importable, `tf.data` (shuffle, batch, augment in parallel,
+  prefetch);
+- without it (the JAX-only GPU setup), `ArrayDataset`, a
+  `keras.utils.PyDataset` that augments with numpy in worker threads.
+
+Batches are `(images, one-hot labels)`, plus sample weights for a padded
+held-out split. The data layer knows nothing of the model's heads: the
+training recipe fans the labels out over the model's outputs
+(`training.recipe.fan_out_labels`).
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from training.data.augmentation import augment_numpy, augment_tf
+from training.data.errors import DataError
+from training.data.sources import load
+
+
+@dataclasses.dataclass
+class Datasets:
+    """What `build_datasets` returns.
+
+    Attributes:
+        train: Batches of `(images, one-hot labels)` for `model.fit`, shuffled
+            and augmented; a `tf.data.Dataset` or a `keras.utils.PyDataset`.
+        val: The held-out split, batched, not augmented; batches may carry a
+            third element, sample weights (see `build_datasets`).
+        class_names: Class names in label (and model output) order.
+        num_train: Number of training examples.
+        num_val: Number of held-out examples.
+        steps_per_epoch: Training batches per epoch (incomplete batches are dropped).
+        val_source: Where the held-out split comes from, in words.
+        pipeline: `"tf.data"` or `"numpy"`.
+        skipped_files: Unreadable files skipped (with `skip_bad_images`).
+    """
+
+    train: object
+    val: object
+    class_names: list
+    num_train: int
+    num_val: int
+    steps_per_epoch: int
+    val_source: str
+    pipeline: str
+    skipped_files: list = dataclasses.field(default_factory=list)
+
+
+def build_datasets(config, *, replicas=1):
+    """Builds the training and held-out inputs for `model.fit`.
+
+    Images stay raw RGB 0-255 (GoogLeNet rescales inside the model); labels
+    are one-hot (label smoothing needs them).
+
+    Args:
+        config: A resolved `TrainConfig`.
+        replicas: Number of devices the batches are split over. With JAX data
+            parallelism every batch must divide evenly, so the held-out split
+            is then padded to a multiple of `replicas` with zero-weight
+            examples (the validation batches then carry sample weights).
+
+    Returns:
+        A `Datasets`.
+
+    Raises:
+        DataError: If the data cannot be read or is too small for the batch size.
+    """
+    a = load(config)
+    num_train, num_val = len(a.x_train), len(a.x_val)
+    if config.batch_size > num_train:
+        raise DataError(
+            f"--batch-size {config.batch_size} is larger than the {num_train} training "
+            "examples; lower --batch-size"
+        )
+    if config.batch_size % replicas:
+        raise DataError(
+            f"--batch-size {config.batch_size} must be a multiple of the {replicas} devices"
+        )
+    x_val, y_val, w_val = a.x_val, a.y_val, None
+    if num_val % replicas:
+        pad = replicas - num_val % replicas
+        x_val = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
+        y_val = np.concatenate([y_val, np.zeros(pad, y_val.dtype)])
+        w_val = np.concatenate([np.ones(num_val, "float32"), np.zeros(pad, "float32")])
+    num_classes = len(a.class_names)
+    if config.pipeline == "tf.data":
+        train, val = _tf_datasets(config, a.x_train, a.y_train, x_val, y_val, w_val, num_classes)
+    else:
+        pad = config.pad if config.augment else None
+        train = ArrayDataset(
+            a.x_train, a.y_train, num_classes, config.batch_size,
+            shuffle=True, pad=pad, seed=config.seed, drop_remainder=True,
+        )
+        val = ArrayDataset(x_val, y_val, num_classes, config.batch_size, sample_weight=w_val)
+    return Datasets(
+        train=train,
+        val=val,
+        class_names=a.class_names,
+        num_train=num_train,
+        num_val=num_val,
+        steps_per_epoch=num_train // config.batch_size,
+        val_source=a.val_source,
+        pipeline=config.pipeline,
+        skipped_files=a.skipped_files,
+    )
+
+
+class ArrayDataset(keras.utils.PyDataset):
+    """Batches of in-memory arrays for `model.fit`, without TensorFlow.
+
+    Yields `(images, one-hot labels)` (plus sample weights when given),
+    reshuffling and re-augmenting every epoch. Batches are built in worker
+    threads (numpy releases the GIL for the copies).
+
+    Args:
+        x: uint8 images, `(n, h, w, 3)`.
+        y: int labels, `(n,)`.
+        num_classes: Width of the one-hot labels.
+        batch_size: Examples per batch.
+        shuffle: Reshuffle every epoch.
+        pad: `None` for no augmentation, else the pad-and-crop padding in
+            pixels (`augment_numpy`; 0 flips only).
+        seed: Seed of the shuffles and augmentations.
+        sample_weight: Optional per-example weights.
+        drop_remainder: Drop the last incomplete batch.
+        workers: Worker threads (default: up to 4).
+    """
+
+    def __init__(self, x, y, num_classes, batch_size, *, shuffle=False, pad=None,
+                 seed=0, sample_weight=None, drop_remainder=False, workers=None):
+        super().__init__(workers=workers or min(4, os.cpu_count() or 1),
+                         use_multiprocessing=False)
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.shuffle, self.pad, self.seed = shuffle, pad, seed
+        self.drop_remainder = drop_remainder
+        self._epoch = 0
+        self._order = self._permutation()
+
+    def _permutation(self):
+        if not self.shuffle:
+            return np.arange(len(self.x))
+        return np.random.default_rng([self.seed, self._epoch]).permutation(len(self.x))
+
+    def __len__(self):
+        if self.drop_remainder:
+            return len(self.x) // self.batch_size
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        images = self.x[idx]
+        if self.pad is not None:
+            rng = np.random.default_rng([self.seed, self._epoch, index, 1])
+            images = augment_numpy(images, self.pad, rng)
+        onehot = np.eye(self.num_classes, dtype="float32")[self.y[idx]]
+        if self.sample_weight is None:
+            return images, onehot
+        return images, onehot, self.sample_weight[idx]
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self._order = self._permutation()
+
+
+def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    pad = config.pad
+
+    def train_map(x, y):
+        if config.augment:
+            x = augment_tf(x, pad)
+        return x, tf.one_hot(y, num_classes)
+
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
+        # Batch first, then augment whole batches: far cheaper than per image.
+        .batch(config.batch_size, drop_remainder=True)
+        .map(train_map, num_parallel_calls=autotune, deterministic=False)
+        .prefetch(autotune)
+    )
+    if w_val is None:
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
+        val = val.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    else:
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(config.batch_size)
+        val = val.map(lambda x, y, w: (x, tf.one_hot(y, num_classes), w))
+    return train, val.prefetch(autotune)

@@ -1,0 +1,234 @@
+"""Where the examples come from: TFDS, an image folder (or archive) or synthetic images.
+
+Every source is decoded once into uint8 NHWC arrays in memory, split into a
+training and a held-out part (`load`); `load_arrays` is the public face.
+TFDS and TensorFlow are imported only when `--data tfds` asks for them.
+"""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from keras_googlenet.images import resize_images
+from training.data.archives import resolve_data_dir
+from training.data.decoding import decode_files
+from training.data.errors import DataError
+from training.data.splits import limit, stratified_split
+
+#: How long the TFDS download host is probed before `download_and_prepare`, so
+#: that an offline machine fails in seconds instead of retrying for minutes.
+PROBE_TIMEOUT_S = 3.0
+
+#: Classes of `--data synthetic`.
+SYNTHETIC_CLASSES = 10
+
+
+@dataclasses.dataclass
+class Arrays:
+    """A source decoded into memory (what `load` returns).
+
+    Attributes:
+        x_train, y_train, x_val, y_val: uint8 images and int32 labels.
+        class_names: Class names in label order.
+        val_source: Where the held-out split comes from, in words.
+        skipped_files: Unreadable files skipped (with `skip_bad_images`).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: list
+    val_source: str
+    skipped_files: list
+
+
+def load_arrays(config):
+    """Decodes the run's data into memory.
+
+    The split is a pure function of the configuration (source, `val_fraction`,
+    `seed`, `limit`, `image_size`), so calling this again with a run's saved
+    config returns exactly the held-out examples that run validated on.
+
+    Args:
+        config: A resolved `TrainConfig`.
+
+    Returns:
+        `(x_train, y_train, x_val, y_val, class_names)`: uint8 arrays of shape
+        `(n, image_size, image_size, 3)`, int32 label vectors and the class names.
+
+    Raises:
+        DataError: If the data cannot be found or read.
+    """
+    a = load(config)
+    return a.x_train, a.y_train, a.x_val, a.y_val, a.class_names
+
+
+def load(config):
+    """The configured source as `Arrays`; raises `DataError` if a split is empty."""
+    loaders = {"synthetic": _load_synthetic, "folder": _load_folder, "tfds": _load_tfds}
+    if config.data not in loaders:
+        raise DataError(f"unknown data source {config.data!r}")
+    arrays = loaders[config.data](config)
+    if len(arrays.x_train) == 0:
+        raise DataError("the training split is empty")
+    if len(arrays.x_val) == 0:
+        raise DataError("the held-out split is empty; raise --val-fraction or add DIR/val")
+    return arrays
+
+
+def _load_synthetic(config):
+    """Random images and labels of the configured shape, for throughput tests."""
+    rng = np.random.default_rng(config.seed)
+    size = config.image_size
+    n_train = min(config.synthetic_examples, config.limit or config.synthetic_examples)
+    n_val = max(1, n_train // 10)
+    x = rng.integers(0, 256, (n_train + n_val, size, size, 3), dtype=np.uint8)
+    y = rng.integers(0, SYNTHETIC_CLASSES, n_train + n_val).astype("int32")
+    return Arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                  [f"class_{i}" for i in range(SYNTHETIC_CLASSES)], "synthetic", [])
+
+
+def _load_tfds(config):
+    """TFDS `train`, split into training and a stratified `val_fraction` held out.
+
+    The held-out split is carved out of `train`, never the official `test` split:
+    it picks the best checkpoint, so using `test` would leak it into model
+    selection, and its figures are validation accuracy, not test accuracy.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(
+            f"--data tfds needs tensorflow-datasets ({e}); train from an image folder "
+            "with --data-dir DIR instead"
+        ) from e
+    try:
+        builder = tfds.builder(config.tfds_name, data_dir=config.tfds_dir)
+    except Exception as e:  # TFDS raises its own DatasetNotFoundError and others
+        raise DataError(f"unknown TFDS dataset {config.tfds_name!r}: {e}".splitlines()[0]) from e
+    if not builder.is_prepared():
+        homepage = builder.info.homepage or "https://storage.googleapis.com"
+        if not _reachable(homepage):
+            raise DataError(
+                f"TFDS dataset {config.tfds_name!r} is not downloaded (in {builder.data_dir}) "
+                "and this machine cannot reach the internet; train from an image folder or "
+                "archive with --data-dir DIR (e.g. --data-dir "
+                "../shared/data/cifar10/train.tar.xz), or point --tfds-dir at a prepared TFDS "
+                "folder"
+            )
+        builder.download_and_prepare()
+    names = builder.info.features["label"].names
+
+    def split_arrays(split):
+        dataset = builder.as_dataset(split=split, as_supervised=True).batch(10000)
+        batches = list(tfds.as_numpy(dataset))
+        return (np.concatenate([b[0] for b in batches]),
+                np.concatenate([b[1] for b in batches]).astype("int32"))
+
+    x_train, y_train = split_arrays("train")
+    x_train, y_train, x_val, y_val = stratified_split(
+        x_train, y_train, config.val_fraction, config.seed)
+    source = f"{config.val_fraction:g} of TFDS {config.tfds_name} train (stratified)"
+    x_train, y_train = limit(x_train, y_train, config.limit, config.seed)
+    x_val, y_val = limit(x_val, y_val, config.limit, config.seed)
+    x_train = resize_images(x_train, config.image_size)
+    x_val = resize_images(x_val, config.image_size)
+    return Arrays(x_train, y_train, x_val, y_val, list(names), source, [])
+
+
+def _load_folder(config):
+    """`DIR/train/<class>/*` plus `DIR/val` or `DIR/test`, else a split of train."""
+    root = resolve_data_dir(config.data_dir, config.cache_dir)
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"{config.data_dir} has no train/ folder (expected train/<class>/<image>)"
+        )
+    classes = class_folders(train_dir)
+    files, labels = list_class_files(train_dir, classes)
+    held_out = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if held_out is not None:
+        val_classes = class_folders(held_out)
+        if val_classes != classes:
+            missing = sorted(set(classes) - set(val_classes))
+            extra = sorted(set(val_classes) - set(classes))
+            raise DataError(
+                f"the class folders of {held_out.name}/ differ from train/: "
+                f"missing {missing or 'none'}, extra {extra or 'none'}"
+            )
+        val_files, val_labels = list_class_files(held_out, classes)
+        source = f"{held_out.name}/ folder"
+    else:
+        if config.val_fraction <= 0:
+            raise DataError(
+                f"{config.data_dir} has no val/ or test/ folder and --val-fraction is 0: "
+                "nothing to validate on"
+            )
+        files, labels, val_files, val_labels = stratified_split(
+            files, labels, config.val_fraction, config.seed)
+        source = f"{config.val_fraction:g} of train/ (stratified, seed {config.seed})"
+    files, labels = limit(files, labels, config.limit, config.seed)
+    val_files, val_labels = limit(val_files, val_labels, config.limit, config.seed)
+    x_train, y_train, bad_train = decode_files(files, labels, config.image_size)
+    x_val, y_val, bad_val = decode_files(val_files, val_labels, config.image_size)
+    bad = bad_train + bad_val
+    if bad:
+        examples = ", ".join(os.path.relpath(b, root) for b in bad[:3])
+        if not config.skip_bad_images:
+            raise DataError(
+                f"{len(bad)} unreadable or non-image file(s) in {config.data_dir} "
+                f"(e.g. {examples}); fix them or pass --skip-bad-images"
+            )
+        print(f"warning: skipped {len(bad)} unreadable or non-image file(s) (e.g. {examples})",
+              file=sys.stderr)
+    return Arrays(x_train, y_train, x_val, y_val, classes, source,
+                  [os.path.relpath(b, root) for b in bad])
+
+
+def class_folders(split_dir):
+    """Sorted names of the non-hidden sub-folders of `split_dir` (the classes)."""
+    classes = sorted(
+        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not classes:
+        raise DataError(f"{split_dir} has no class folders (expected {split_dir.name}/<class>/)")
+    return classes
+
+
+def list_class_files(split_dir, classes):
+    """Every non-hidden file under each class folder, with its label.
+
+    Not only image extensions: a stray file is decoded, found unreadable, and
+    reported (or skipped with `--skip-bad-images`) rather than silently ignored.
+
+    Returns:
+        `(files, labels)`: numpy arrays of paths and int32 labels.
+    """
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(
+            str(p) for p in (split_dir / name).rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+        if not found:
+            raise DataError(f"class folder {split_dir.name}/{name} is empty")
+        files += found
+        labels += [label] * len(found)
+    return np.array(files), np.array(labels, dtype="int32")
+
+
+def _reachable(url):
+    """Whether a TCP connection to the URL's host opens within a few seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True

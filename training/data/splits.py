@@ -1,0 +1,52 @@
+"""Seeded, reproducible selections of examples: the stratified held-out split and `--limit`.
+
+Both are pure functions of their arguments, so a run's saved configuration
+always rebuilds the same split.
+"""
+
+import numpy as np
+
+
+def stratified_split(items, labels, fraction, seed):
+    """Holds out `fraction` of every class (seeded).
+
+    Args:
+        items: Array of examples (images or file paths), indexed like `labels`.
+        labels: int labels.
+        fraction: Held-out fraction of each class; with `fraction > 0` every
+            class of two or more examples keeps at least one on each side.
+        seed: Seed of the per-class permutations.
+
+    Returns:
+        `(train items, train labels, held-out items, held-out labels)`, each in
+        the original order.
+    """
+    rng = np.random.default_rng(seed)
+    val, train = [], []
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_val = int(round(len(idx) * fraction))
+        if fraction > 0 and len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)  # keep both sides non-empty
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    val, train = np.sort(np.concatenate(val)), np.sort(np.concatenate(train))
+    return items[train], labels[train], items[val], labels[val]
+
+
+def limit(x, y, count, seed):
+    """The first `count` examples of a seeded shuffle (folders are sorted by class).
+
+    Args:
+        x: Examples.
+        y: Labels, indexed like `x`.
+        count: How many to keep; `None` keeps all.
+        seed: Seed of the shuffle.
+
+    Returns:
+        `(x, y)`, the kept examples in their original order.
+    """
+    if count is None or count >= len(x):
+        return x, y
+    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(x))[:count])
+    return x[idx], y[idx]
