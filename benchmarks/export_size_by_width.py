@@ -18,17 +18,18 @@ larger share of the file.
 """
 
 import argparse
-import json
-import os
 import platform
 import sys
+
+from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.fileio import atomic_write_json
 
 
 def measure(widths, *, stem="cifar", size=32, classes=10, seed=0):
     import keras
     import numpy as np
 
-    from keras_googlenet import GoogLeNet, count_flops, inference_model
+    from keras_googlenet import build_model, count_flops, inference_model
     from keras_googlenet.export import convert_model
 
     rng = np.random.default_rng(seed)
@@ -36,7 +37,8 @@ def measure(widths, *, stem="cifar", size=32, classes=10, seed=0):
     rows = []
     for width in widths:
         keras.utils.set_random_seed(seed)
-        model = GoogLeNet(stem=stem, classes=classes, width=width, input_shape=(size, size, 3))
+        model = build_model(GoogLeNetConfig(stem=stem, classes=classes, width=width,
+                                            input_shape=(size, size, 3)))
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 gamma, beta, mean, var = layer.get_weights()
@@ -84,10 +86,7 @@ def main(argv=None):
         "python": platform.python_version(),
         "results": rows,
     }
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    atomic_write_json(args.output, report)
     print(f"Wrote {args.output}")
     return 0
 

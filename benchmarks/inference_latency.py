@@ -40,7 +40,12 @@ import time
 
 import numpy as np
 
-from benchmarks import harness
+from benchmarks.cli_lists import csv_list, int_list
+from benchmarks.report import report
+from keras_googlenet.architecture import DEFAULT_INPUT_SIZE, STEMS
+from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.environment import load_average
+from keras_googlenet.fileio import atomic_write_bytes, atomic_write_json
 
 TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
 DEFAULT_OUTPUT = "benchmarks/results/inference_latency.json"
@@ -60,7 +65,7 @@ def build_parser():
     g.add_argument("--artifacts", default=None,
                    help="an existing export folder (saved_models/NAME) to time instead of "
                    "exporting afresh")
-    g.add_argument("--stem", choices=("cifar", "imagenet"), default="cifar")
+    g.add_argument("--stem", choices=sorted(STEMS), default="cifar")
     g.add_argument("--image-size", type=int, default=None,
                    help="default: 32 for the CIFAR stem, 224 for the ImageNet stem")
     g.add_argument("--classes", type=int, default=10)
@@ -83,14 +88,10 @@ def build_parser():
     return p
 
 
-def _csv_ints(text):
-    return [int(s) for s in str(text).split(",") if s.strip()]
-
-
 def _keras_model(args):
     import keras
 
-    from keras_googlenet import GoogLeNet, inference_model
+    from keras_googlenet import build_model, inference_model
 
     if args.model:
         from keras_googlenet.export import load_source
@@ -104,9 +105,9 @@ def _keras_model(args):
             calibration = run_data(source.run_dir, source.run_config)[0]
     else:
         keras.utils.set_random_seed(0)
-        size = args.image_size or (32 if args.stem == "cifar" else 224)
-        model = GoogLeNet(stem=args.stem, input_shape=(size, size, 3), classes=args.classes,
-                          width=args.width)
+        size = args.image_size or DEFAULT_INPUT_SIZE[args.stem]
+        model = build_model(GoogLeNetConfig(stem=args.stem, input_shape=(size, size, 3),
+                                            classes=args.classes, width=args.width))
         calibration = None
     return model, inference_model(model), calibration
 
@@ -130,8 +131,7 @@ def _make_artifacts(model, formats, folder, calibration, count, seed=0):
             flatbuffer = export.convert_model(
                 model, fmt, calibration_images=calibration if fmt == "int8" else None)
             path = os.path.join(folder, export.tflite_filename(fmt))
-            with open(path, "wb") as f:
-                f.write(flatbuffer)
+            atomic_write_bytes(path, flatbuffer)
             paths[fmt] = path
     return paths
 
@@ -281,9 +281,12 @@ def main(argv=None):
         args.image_size = 32
         args.batch_sizes, args.threads, args.repeats, args.warmup = "1,4", "1", 3, 1
         args.calibration_images = 8
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    formats = csv_list(args.formats)
     bad = [f for f in formats if f not in ("saved_model", *TFLITE_FORMATS)]
-    batches, threads = _csv_ints(args.batch_sizes), _csv_ints(args.threads)
+    try:
+        batches, threads = int_list(args.batch_sizes), int_list(args.threads)
+    except argparse.ArgumentTypeError:
+        batches = threads = []
     if bad or not batches or min(batches) < 1 or not threads or min(threads) < 0 \
             or args.repeats < 1 or args.warmup < 0:
         print("error: bad --formats, --batch-sizes, --threads, --repeats or --warmup",
@@ -292,7 +295,7 @@ def main(argv=None):
 
     import keras
 
-    load_start = harness.load_average()
+    load_start = load_average()
     notes = []
     model, deploy, calibration = _keras_model(args)
     hw = tuple(int(d) for d in deploy.inputs[0].shape[1:3])
@@ -324,7 +327,7 @@ def main(argv=None):
     from keras_googlenet import count_flops
 
     settings = dict(vars(args), formats=formats, batch_sizes=batches, threads=threads)
-    doc = harness.report("inference_latency", settings, results, load_start=load_start, extra={
+    doc = report("inference_latency", settings, results, load_start=load_start, extra={
         "model": {"source": args.model or "random initialisation",
                   "input": [hw[0], hw[1], 3],
                   "classes": int(deploy.outputs[0].shape[-1]),
@@ -337,7 +340,7 @@ def main(argv=None):
     })
     doc.pop("flop_convention", None)
     doc.pop("timing", None)
-    harness.write_json(args.output, doc)
+    atomic_write_json(args.output, doc)
     print(markdown_table(results))
     for note in notes:
         print(f"- {note}")

@@ -14,7 +14,6 @@ the one-off decode of the image files. Prints a markdown table and writes
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from keras_googlenet.environment import tensorflow_available
+from keras_googlenet.fileio import atomic_write_json
 from training.config import PIPELINES, TrainConfig
 from training.data import build_datasets, load_arrays
 
@@ -124,12 +124,8 @@ def main(argv=None):
         args.batches, args.limit = 20, args.limit or 2048
     result = run(args)
     print(markdown(result))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".tmp-{os.getpid()}-{output.name}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, output)
-    print(f"\nwrote {output}")
+    atomic_write_json(args.output, result)
+    print(f"\nwrote {args.output}")
     return 0
 
 

@@ -11,7 +11,7 @@ environment variables). Each setting is built with the training recipe itself
 (`training.recipe.setup_runtime`, `build_model`, `compile_model`: the three-head
 GoogLeNet, its losses, metrics and SGD optimizer) and trained with `model.fit`
 in its own worker process; the settings are timed interleaved, warm-up
-excluded, median of `--repeats` (see `benchmarks.harness`).
+excluded, median of `--repeats` (see `benchmarks.workers`).
 
 Achieved FLOP/s = images/s x 6 x forward multiply-adds per image
 (`keras_googlenet.count_flops` of the three-head model: one forward and two
@@ -32,7 +32,13 @@ import os
 import subprocess
 import sys
 
-from benchmarks import harness
+from benchmarks.cases import CASE_DEFAULTS, current_backend, describe
+from benchmarks.cli_lists import bool_list, choice_list, csv_list, float_list, int_list
+from benchmarks.report import markdown_table, report
+from benchmarks.workers import run_interleaved
+from keras_googlenet.architecture import STEMS
+from keras_googlenet.environment import load_average
+from keras_googlenet.fileio import atomic_write_json
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -55,21 +61,21 @@ def build_parser():
     g.add_argument("--inputs", type=_inputs, default=_inputs(DEFAULT_INPUTS),
                    help="STEM:SIZE pairs, stem cifar or imagenet (default "
                    f"{DEFAULT_INPUTS})")
-    g.add_argument("--widths", type=harness.float_list, default=[1.0], help="channel multipliers")
-    g.add_argument("--batch-sizes", type=harness.int_list, default=[32], help="global batch sizes")
-    g.add_argument("--jit", type=harness.bool_list, default=[False, True],
+    g.add_argument("--widths", type=float_list, default=[1.0], help="channel multipliers")
+    g.add_argument("--batch-sizes", type=int_list, default=[32], help="global batch sizes")
+    g.add_argument("--jit", type=bool_list, default=[False, True],
                    help="XLA compilation on/off (JAX is only measured with jit on, the Keras "
                    "torch backend only with jit off)")
-    g.add_argument("--precisions", type=harness.choice_list(PRECISIONS), default=["float32"],
+    g.add_argument("--precisions", type=choice_list(PRECISIONS), default=["float32"],
                    help=f"Keras dtype policies: {', '.join(PRECISIONS)}")
-    g.add_argument("--backends", type=harness.choice_list(BACKENDS), default=None,
+    g.add_argument("--backends", type=choice_list(BACKENDS), default=None,
                    help="Keras backends, each setting in its own process (default: "
                    "$KERAS_BACKEND, else tensorflow)")
-    g.add_argument("--devices", type=harness.int_list, default=[1],
+    g.add_argument("--devices", type=int_list, default=[1],
                    help="devices per step: 2 splits every batch over 2 logical CPU devices "
                    "(--strategy mirrored on TensorFlow, data-parallel on JAX); on a GPU "
                    "machine, over the visible GPUs")
-    g.add_argument("--fused-batchnorm", type=harness.bool_list, default=[True],
+    g.add_argument("--fused-batchnorm", type=bool_list, default=[True],
                    help="on = keras_googlenet.BatchNormalization as shipped (fused training "
                    "kernel on TensorFlow); off = fused=False, Keras 3's own unfused "
                    "BatchNormalization (the project before the fused layer; TensorFlow only)")
@@ -103,9 +109,9 @@ def build_parser():
 
 def _inputs(text):
     pairs = []
-    for item in harness.csv_list(text):
+    for item in csv_list(text):
         stem, _, size = item.partition(":")
-        if stem not in ("cifar", "imagenet") or not size.isdigit():
+        if stem not in STEMS or not size.isdigit():
             raise argparse.ArgumentTypeError(f"expected STEM:SIZE with stem cifar or imagenet, "
                                              f"got {item!r}")
         pairs.append((stem, int(size)))
@@ -114,7 +120,7 @@ def _inputs(text):
 
 def _env_variant(text):
     env = {}
-    for item in harness.csv_list(text):
+    for item in csv_list(text):
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ValueError(f"--env expects NAME=VALUE[,NAME=VALUE]; got {text!r}")
@@ -124,7 +130,7 @@ def _env_variant(text):
 
 def grid(args):
     """Returns `(cases, skipped)`: the settings to measure and those left out, with why."""
-    backends = args.backends or [harness.current_backend()]
+    backends = args.backends or [current_backend()]
     envs = [_env_variant(e) for e in (args.env or [""])]
     cases, skipped = [], []
     for backend, (stem, size), width, batch, jit, precision, devices, fused, env in \
@@ -146,7 +152,7 @@ def grid(args):
         elif batch % devices:
             why = f"batch {batch} does not split over {devices} devices"
         if why:
-            label = harness.describe({**harness.CASE_DEFAULTS, **case})
+            label = describe({**CASE_DEFAULTS, **case})
             skipped.append({"label": label, "reason": why})
         else:
             cases.append(case)
@@ -245,18 +251,18 @@ def main(argv=None):
     if not cases:
         print("error: the grid is empty (every setting was skipped)", file=sys.stderr)
         return 2
-    load_start = harness.load_average()
+    load_start = load_average()
     print(f"Measuring {len(cases)} setting(s), {args.repeats} repeat(s) each, load average "
           f"{load_start} ...", file=sys.stderr)
-    results = harness.run_interleaved(cases, repeats=args.repeats,
-                                      peak_tflops=args.peak_tflops, max_alive=args.max_alive)
+    results = run_interleaved(cases, repeats=args.repeats,
+                              peak_tflops=args.peak_tflops, max_alive=args.max_alive)
     settings = {k: v for k, v in vars(args).items()}
-    settings["backends"] = args.backends or [harness.current_backend()]
+    settings["backends"] = args.backends or [current_backend()]
     pipeline = pipeline_comparison(args.pipeline_json, results, run_if_missing=not args.quick)
-    doc = harness.report("train_throughput", settings, results, load_start=load_start,
-                         extra={"skipped": skipped, "input_pipeline": pipeline})
-    harness.write_json(args.output, doc)
-    print(harness.markdown_table(results, peak=args.peak_tflops is not None))
+    doc = report("train_throughput", settings, results, load_start=load_start,
+                 extra={"skipped": skipped, "input_pipeline": pipeline})
+    atomic_write_json(args.output, doc)
+    print(markdown_table(results, peak=args.peak_tflops is not None))
     for s in skipped:
         print(f"- skipped {s['label']}: {s['reason']}")
     if pipeline["available"]:

@@ -5,7 +5,7 @@
 
 1. Runs the search (`tuner.search.main`) with the arguments below, timed.
 2. Retrains, from scratch and on the same data with the same recipe and epochs,
-   - the search's best configuration (`best_config.json`), and
+   - the search's best configuration (its `model_config.json`), and
    - the paper's Table 1 ratios (`PAPER_BLOCKS`) at the largest `width` (step
      0.001) whose deployed main-head MFLOPs fit the same budget,
    once per initialisation seed (`--seeds`), recording the best-epoch
@@ -28,6 +28,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from keras_googlenet.architecture import PAPER_BLOCKS
+from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.fileio import atomic_write_json
+
 
 def search_argv(args):
     return [
@@ -48,8 +52,6 @@ def search_argv(args):
 
 def paper_width(cost_model, budget_mflops, max_width=1.0):
     """Largest width (step 0.001) of the paper's table within the budget."""
-    from keras_googlenet import PAPER_BLOCKS
-
     width = max_width
     while width > 0.001:
         if cost_model.cost(PAPER_BLOCKS, width)[0] / 1e6 <= budget_mflops:
@@ -59,16 +61,16 @@ def paper_width(cost_model, budget_mflops, max_width=1.0):
 
 
 def retrain(model_config, config, data, seed, verbose):
-    """Trains `GoogLeNet(**model_config)` like a search trial; returns its figures."""
+    """Trains a `GoogLeNetConfig`'s network like a search trial; returns its figures."""
     import keras
 
-    from keras_googlenet import GoogLeNet
+    from keras_googlenet import build_model
     from training.recipe import compile_model, setup_runtime
 
     keras.backend.clear_session()
     setup_runtime(config)
     keras.utils.set_random_seed(seed)
-    model = compile_model(GoogLeNet(**model_config), config, data.steps_per_epoch)
+    model = compile_model(build_model(model_config), config, data.steps_per_epoch)
     started = time.time()
     history = model.fit(data.train, validation_data=data.val, epochs=config.epochs,
                         verbose=verbose, shuffle=False)
@@ -100,9 +102,11 @@ def main(argv=None):
 
     import keras
 
+    from keras_googlenet import HEADS
     from training.data import build_datasets
+    from training.recipe import fan_out_datasets
     from tuner import search as search_cli
-    from tuner.space import CostModel
+    from tuner.cost import CostModel
 
     argv_search = search_argv(args)
     command = "python -m tuner.search " + " ".join(argv_search)
@@ -115,31 +119,28 @@ def main(argv=None):
     directory = Path(args.directory)
     trials = json.loads((directory / "trials.json").read_text())
     best_trial = json.loads((directory / "best_trial.json").read_text())
-    best_config = json.loads((directory / "best_config.json").read_text())
+    best_config = GoogLeNetConfig.load(directory)
 
     _, raw_config = search_cli.parse_args(argv_search)
     config = dataclasses.replace(raw_config, strategy="none", verbose=args.verbose).resolve()
-    data = build_datasets(config)
-    cost_model = CostModel(config.stem, config.image_size, len(data.class_names), config.batch_norm)
+    data = fan_out_datasets(build_datasets(config), HEADS)
+    cost_model = CostModel.of(best_config)
     width = paper_width(cost_model, args.max_mflops)
-    paper_config = {**best_config, "width": width, "blocks": None}
-    from keras_googlenet import PAPER_BLOCKS
-
-    paper_config["blocks"] = [list(r) for r in PAPER_BLOCKS]
+    paper_config = best_config.replace(width=width, blocks=PAPER_BLOCKS)
     candidates = {
         "search_best": best_config,
         "paper_ratios": paper_config,
     }
     comparison = {}
     for label, model_config in candidates.items():
-        macs, params = cost_model.cost(model_config["blocks"], model_config["width"])
+        macs, params = cost_model.cost(model_config.blocks, model_config.width)
         runs = []
         for seed in args.seeds:
             print(f"\n== retrain {label}, seed {seed}", flush=True)
             runs.append(retrain(model_config, config, data, seed, args.verbose))
         accs = [r["best_val_main_accuracy"] for r in runs]
         comparison[label] = {
-            "width": model_config["width"],
+            "width": model_config.width,
             "mflops": round(macs / 1e6, 3),
             "params_deployed": params,
             "mean_best_val_main_accuracy": round(sum(accs) / len(accs), 4),
@@ -172,15 +173,13 @@ def main(argv=None):
             "trials": len(trials),
             "wall_time_s": round(search_wall, 1),
             "best_trial": best_trial,
-            "best_config": best_config,
+            "best_config": best_config.to_dict(),
             "trials_table": trials,
         },
         "comparison_at_equal_budget": comparison,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    atomic_write_json(args.out, results)
+    print(f"\nwrote {args.out}")
     for label, c in comparison.items():
         print(f"{label}: width {c['width']}, {c['mflops']} MFLOPs, {c['params_deployed']:,} params, "
               f"mean best val_main_accuracy {c['mean_best_val_main_accuracy']} "

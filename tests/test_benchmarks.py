@@ -184,12 +184,13 @@ def test_inference_latency_quick(runs):
 )
 def test_torch_googlenet_matches_keras(stem, size, classes, width, expected):
     import keras_googlenet
-    from benchmarks.torch_reference import (build_torch_googlenet, count_macs,
+    from benchmarks.torch_googlenet import (build_torch_googlenet, count_macs,
                                             keras_style_param_count)
 
-    model = build_torch_googlenet(classes=classes, image_size=size, stem=stem, width=width)
-    keras_model = keras_googlenet.GoogLeNet(stem=stem, input_shape=(size, size, 3),
-                                            classes=classes, width=width)
+    config = keras_googlenet.GoogLeNetConfig(stem=stem, input_shape=(size, size, 3),
+                                             classes=classes, width=width)
+    model = build_torch_googlenet(config)
+    keras_model = keras_googlenet.build_model(config)
     assert keras_style_param_count(model) == keras_model.count_params() == expected
     assert count_macs(model, size) == keras_googlenet.count_flops(keras_model)
     model.train()
@@ -221,7 +222,8 @@ def test_unfused_batchnorm_is_the_before_case_on_tensorflow_only():
     import keras
 
     import keras_googlenet as kg
-    from benchmarks import harness, train_throughput
+    from benchmarks import runners, train_throughput
+    from benchmarks.cases import normalize_case
 
     args = train_throughput.build_parser().parse_args(
         ["--backends", "tensorflow,jax", "--inputs", "cifar:32", "--jit", "on",
@@ -231,9 +233,9 @@ def test_unfused_batchnorm_is_the_before_case_on_tensorflow_only():
         ("tensorflow", True), ("tensorflow", False), ("jax", True)}
     assert ["TensorFlow" in s["reason"] for s in skipped] == [True]
     with pytest.raises(ValueError, match="only differs on the Keras TensorFlow backend"):
-        harness.normalize_case(dict(framework="torch", fused_batchnorm=False))
+        normalize_case(dict(framework="torch", fused_batchnorm=False))
     model = kg.GoogLeNet(stem="cifar", classes=10, width=0.125)
-    harness._unfuse_batchnorm(model)
+    runners.unfuse_batchnorm(model)
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert bns and all(l.fused is False for l in bns)
 

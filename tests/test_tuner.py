@@ -33,13 +33,11 @@ import keras_googlenet as kg  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from tuner import search as cli  # noqa: E402
 from tuner.hypermodel import HyperGoogLeNet, make_tuner  # noqa: E402
+from keras_googlenet.architecture import STAGE_BLOCKS as STAGES  # noqa: E402
+from tuner.cost import Budget, BudgetError, CostModel  # noqa: E402
 from tuner.space import (  # noqa: E402
     PAPER_OUTPUTS,
     PAPER_VALUES,
-    STAGES,
-    Budget,
-    BudgetError,
-    CostModel,
     SearchSpace,
     blocks_from_values,
 )
@@ -296,6 +294,20 @@ def test_best_config_rebuilds_the_same_architecture(searched):
     rebuilt.load_weights(searched / "tuner" / f"trial_{best['trial_id']}" / "checkpoint.weights.h5")
     deployed = kg.inference_model(rebuilt)
     assert kg.count_flops(deployed) / 1e6 == pytest.approx(best["mflops"], abs=1e-3)
+
+
+def test_the_search_folder_is_a_model_folder_of_the_best_trial(searched):
+    config = json.loads((searched / "best_config.json").read_text())
+    best = json.loads((searched / "best_trial.json").read_text())
+    # model_config.json is the same configuration, as a GoogLeNetConfig document.
+    assert kg.GoogLeNetConfig.load(searched / kg.MODEL_CONFIG_FILE).to_dict() == config
+    loaded = kg.load_model_folder(searched)
+    trial = kg.GoogLeNet(**config)
+    trial.load_weights(searched / "tuner" / f"trial_{best['trial_id']}" / "checkpoint.weights.h5")
+    assert len(loaded.weights) == len(trial.weights)
+    for mine, theirs in zip(loaded.weights, trial.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine),
+                                      keras.ops.convert_to_numpy(theirs))
 
 
 def test_an_interrupted_search_resumes_and_train_best(searched, tmp_path, eager, capsys,

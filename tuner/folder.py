@@ -3,24 +3,35 @@
 - `search.json`: `fingerprint(...)`, the settings that define a search; a folder
   made with other settings is refused (`check_directory`);
 - `summary.md`, `trials.json`: every trial (`trial_rows`, `summary_table`);
-- `best_config.json`: the best configuration as `GoogLeNet` keyword arguments;
-  `best_trial.json`: its score, cost and hyperparameter values.
+- `model_config.json`: the best configuration (a `keras_googlenet.GoogLeNetConfig`)
+  beside `model.weights.h5`, the best trial's weights, so that
+  `keras_googlenet.load_model_folder(directory)` rebuilds the trained model;
+- `best_config.json`: the same configuration as plain `GoogLeNet` keyword
+  arguments (`GoogLeNet(**json.load(f))`); `best_trial.json`: its score, cost
+  and hyperparameter values.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
-from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.architecture import STAGE_BLOCKS
+from keras_googlenet.config import MODEL_CONFIG_FILE
+from keras_googlenet.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training.config import RESUME_INDEPENDENT
-from tuner.space import STAGES, shares
+from tuner.space import shares
 
 #: keras-tuner project folder inside the search folder.
 PROJECT = "tuner"
 
-#: Files and folders of a search folder (what --overwrite removes).
+#: Files and folders of a search folder (what --overwrite removes, with the
+#: best model's weights, `_weights_file()`).
 SEARCH_FILES = ("search.json", PROJECT, "logs", "summary.md", "trials.json",
-                "best_config.json", "best_trial.json")
+                "best_config.json", "best_trial.json", MODEL_CONFIG_FILE)
+
+#: The weights file of a keras-tuner trial (in `PROJECT/trial_<id>/`).
+TRIAL_WEIGHTS = "checkpoint.weights.h5"
 
 #: Format version of search.json.
 FINGERPRINT_FORMAT = 1
@@ -94,7 +105,7 @@ def check_directory(directory, fp, overwrite):
 
 def clear_directory(directory):
     """Removes the files of a search (only those: the folder may hold others)."""
-    for name in SEARCH_FILES:
+    for name in (*SEARCH_FILES, _weights_file()):
         path = Path(directory) / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -116,9 +127,9 @@ def trial_rows(oracle, hypermodel):
             "mflops": round(mflops, 3),
             "params": params,
             "width": values["width"],
-            "shares": {s: [round(x, 4) for x in shares(values, s)] for s in STAGES},
+            "shares": {s: [round(x, 4) for x in shares(values, s)] for s in STAGE_BLOCKS},
             "reductions": {s: [values[f"stage{s}_reduce_3x3"], values[f"stage{s}_reduce_5x5"]]
-                           for s in STAGES},
+                           for s in STAGE_BLOCKS},
             "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},
         })
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["trial_id"]))
@@ -136,7 +147,7 @@ def summary_table(rows):
         stages = [
             "/".join(f"{100 * x:.0f}" for x in r["shares"][s])
             + " r " + "/".join(f"{x:g}" for x in r["reductions"][s])
-            for s in STAGES
+            for s in STAGE_BLOCKS
         ]
         score = "-" if r["score"] is None else f"{r['score']:.4f}"
         lines.append(
@@ -150,21 +161,52 @@ def summary_table(rows):
 
 
 def write_results(directory, oracle, hypermodel):
-    """Writes summary.md, trials.json, best_config.json and best_trial.json.
+    """Writes summary.md, trials.json, the best configuration and best_trial.json.
+
+    The best configuration is `model_config.json` (beside the best trial's
+    weights, `model.weights.h5`, when keras-tuner kept them) and
+    `best_config.json`.
 
     Returns:
-        `(rows, best model config or None)`.
+        `(rows, best model's GoogLeNetConfig or None)`.
     """
     directory = Path(directory)
     rows = trial_rows(oracle, hypermodel)
     table = summary_table(rows)
     atomic_write_text(directory / "summary.md", table + "\n")
-    atomic_write_text(directory / "trials.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_json(directory / "trials.json", rows)
     completed = [r for r in rows if r["status"] == "COMPLETED" and r["score"] is not None]
     if not completed:
         return rows, None
     best = completed[0]
     model_config = hypermodel.model_config(best["values"])
-    atomic_write_text(directory / "best_config.json", json.dumps(model_config, indent=2) + "\n")
-    atomic_write_text(directory / "best_trial.json", json.dumps(best, indent=2) + "\n")
+    save_best_model(directory, model_config, best["trial_id"])
+    atomic_write_json(directory / "best_config.json", model_config.to_dict())
+    atomic_write_json(directory / "best_trial.json", best)
     return rows, model_config
+
+
+def save_best_model(directory, model_config, trial_id):
+    """Makes `directory` a model folder of the best trial.
+
+    Writes `model_config.json` and copies the trial's weights to
+    `model.weights.h5` (removing a previous best's weights if this trial kept
+    none), so that `keras_googlenet.load_model_folder(directory)` works.
+    """
+    directory = Path(directory)
+    model_config.save(directory / MODEL_CONFIG_FILE)
+    trial_weights = directory / PROJECT / f"trial_{trial_id}" / TRIAL_WEIGHTS
+    weights = directory / _weights_file()
+    if trial_weights.is_file():
+        with atomic_path(weights) as tmp:
+            shutil.copyfile(trial_weights, tmp)
+    elif weights.exists():
+        os.remove(weights)
+
+
+def _weights_file():
+    """`keras_googlenet.saving.WEIGHTS_FILE`, imported late: that module imports
+    Keras, which the rest of this one does not need."""
+    from keras_googlenet.saving import WEIGHTS_FILE
+
+    return WEIGHTS_FILE

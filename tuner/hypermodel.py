@@ -3,6 +3,7 @@
     hypermodel = HyperGoogLeNet(config, num_classes=10, steps_per_epoch=15,
                                 space=SearchSpace(), budget=budget)
     tuner = make_tuner("hyperband", hypermodel, directory="runs/search", max_trials=20)
+    datasets = fan_out_datasets(build_datasets(config), HEADS)  # labels for every head
     tuner.search(datasets.train, validation_data=datasets.val, epochs=config.epochs)
 
 The search space (what is sampled and how values become a `blocks` table) is
@@ -15,9 +16,10 @@ training it, should one slip through.
 
 import keras_tuner as kt
 
-from keras_googlenet import GoogLeNet
+from keras_googlenet.saving import build_model
 from training.recipe import compile_model, setup_runtime
-from tuner.space import Budget, CostModel, SearchSpace, blocks_from_values
+from tuner.cost import Budget, CostModel
+from tuner.space import SearchSpace, blocks_from_values
 
 #: The search objective: best-epoch held-out accuracy of the main head.
 OBJECTIVE = kt.Objective("val_main_accuracy", "max")
@@ -57,7 +59,7 @@ class HyperGoogLeNet(kt.HyperModel):
         self.num_classes = int(num_classes)
         self.steps_per_epoch = int(steps_per_epoch)
         self.space = space or SearchSpace()
-        self.cost_model = CostModel(config.stem, config.image_size, self.num_classes, config.batch_norm)
+        self.cost_model = CostModel.of(config.model_config(self.num_classes))
         self.budget = budget or Budget(self.cost_model)
 
     def values(self, hp):
@@ -65,23 +67,18 @@ class HyperGoogLeNet(kt.HyperModel):
         return self.space.declare(hp)
 
     def model_config(self, values):
-        """JSON-able `GoogLeNet` keyword arguments for sampled values."""
-        size = self.config.image_size
-        return {
-            "classes": self.num_classes,
-            "input_shape": [size, size, 3],
-            "stem": self.config.stem,
-            "width": float(values["width"]),
-            "blocks": [list(row) for row in blocks_from_values(values)],
-            "batch_norm": self.config.batch_norm,
-            "dropout": self.config.dropout,
-            "aux_dropout": self.config.aux_dropout,
-        }
+        """The `keras_googlenet.GoogLeNetConfig` of sampled values.
+
+        The run's network (`config.model_config`: classes, input size, stem,
+        BatchNorm, dropout) with the sampled width and block table.
+        """
+        return self.config.model_config(self.num_classes).replace(
+            width=float(values["width"]), blocks=blocks_from_values(values))
 
     def build(self, hp):
         values = self.values(hp)
         setup_runtime(self.config)  # dtype policy and seeds (after keras-tuner's clear_session)
-        model = GoogLeNet(**self.model_config(values))
+        model = build_model(self.model_config(values))
         return compile_model(model, self.config, self.steps_per_epoch)
 
     def check_budget(self, hp):

@@ -19,6 +19,9 @@ The search folder (`--directory`) holds:
 - `tuner/`: keras-tuner's oracle and trials (`trial_*/trial.json`, checkpoints);
 - `logs/<trial>/execution0/`: TensorBoard logs of every trial (with HParams);
 - `summary.md` and `trials.json`: every trial's score, MFLOPs, parameters, ratios;
+- `model_config.json` and `model.weights.h5`: the best configuration (a
+  `keras_googlenet.GoogLeNetConfig`) and its trial's weights, so that
+  `keras_googlenet.load_model_folder(directory)` rebuilds the trained model;
 - `best_config.json`: the best configuration as `GoogLeNet` keyword arguments
   (`GoogLeNet(**json.load(f))` rebuilds it); `best_trial.json`: its score and values.
 
@@ -44,7 +47,8 @@ from pathlib import Path
 # training.cifar's one-line-error parser, so both commands fail the same way.
 from training.cli import OneLineParser, UsageError
 from training.cifar import build_parser as training_parser
-from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.config import MODEL_CONFIG_FILE
+from keras_googlenet.fileio import atomic_write_json
 from training.config import ConfigError, TrainConfig
 from tuner.folder import (
     PROJECT,
@@ -55,7 +59,8 @@ from tuner.folder import (
     summary_table,
     write_results,
 )
-from tuner.space import Budget, BudgetError, CostModel, SearchSpace, SpaceError
+from tuner.cost import Budget, BudgetError, CostModel
+from tuner.space import SearchSpace, SpaceError
 
 #: Flags of this command that are not TrainConfig fields.
 _SEARCH_FLAGS = ("tuner", "max_trials", "directory", "max_mflops", "max_params", "fill_budget",
@@ -137,21 +142,20 @@ def parse_args(argv=None):
 
 
 def train_best(raw_config, model_config, options):
-    """Retrains `model_config` with `training.cifar.train` (the full recipe)."""
+    """Retrains `model_config` (a `GoogLeNetConfig`) with `training.cifar.train`."""
     from training.cifar import train
 
-    digest = hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()[:8]
+    best = model_config.to_dict()
+    digest = hashlib.sha256(json.dumps(best, sort_keys=True).encode()).hexdigest()[:8]
     name = options["name"] or f"{Path(options['directory']).resolve().name}-best-{digest}"
     config = dataclasses.replace(
-        raw_config, name=name, epochs=options["train_epochs"], width=model_config["width"],
-        warmup_epochs=raw_config.warmup_epochs,
+        raw_config, name=name, epochs=options["train_epochs"], width=best["width"],
+        warmup_epochs=raw_config.warmup_epochs, blocks=best["blocks"],
     )
-    config = dataclasses.replace(config, blocks=model_config["blocks"])
     print(f"\nRetraining the best configuration as run {name!r} "
           f"({config.epochs} epochs, training.cifar recipe)")
     results = train(config)
-    run_dir = Path(config.run_dir)
-    atomic_write_text(run_dir / "googlenet_config.json", json.dumps(model_config, indent=2) + "\n")
+    atomic_write_json(Path(config.run_dir) / "googlenet_config.json", best)
     return results
 
 
@@ -171,9 +175,11 @@ def search(options, raw_config):
     """Runs (or resumes) a search; returns the results dict (workers: None)."""
     import keras
 
-    from training.callbacks import StopOnNaN
+    from keras_googlenet import HEADS
     from keras_googlenet.environment import tensorflow_available
+    from training.callbacks import StopOnNaN
     from training.data import build_datasets
+    from training.recipe import fan_out_datasets
     from tuner.hypermodel import HyperGoogLeNet, make_tuner
 
     started = time.time()
@@ -195,19 +201,19 @@ def search(options, raw_config):
     state = check_directory(directory, fp, overwrite)
 
     def budget_for(classes):
-        return Budget(CostModel(config.stem, config.image_size, classes, config.batch_norm),
+        return Budget(CostModel.of(config.model_config(classes)),
                       options["max_mflops"], options["max_params"])
 
     # Fail fast on an impossible budget: one class is a lower bound on the cost.
     budget_for(1).check_feasible(space, lower_bound=True)
-    data = build_datasets(config)
+    data = fan_out_datasets(build_datasets(config), HEADS)  # every trial has the three heads
     budget = budget_for(len(data.class_names))
     budget.check_feasible(space)
 
     if raw_config.overwrite and role != "worker":
         clear_directory(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "search.json", json.dumps(fp, indent=2) + "\n")
+    atomic_write_json(directory / "search.json", fp)
 
     hypermodel = HyperGoogLeNet(config, len(data.class_names), data.steps_per_epoch,
                                 space=space, budget=budget)
@@ -251,10 +257,11 @@ def search(options, raw_config):
     best = next(r for r in rows if r["status"] == "COMPLETED")
     print(f"\nBest: trial {best['trial_id']}, val_main_accuracy {best['score']:.4f}, "
           f"{best['mflops']:.2f} MFLOPs, {best['params']:,} parameters, width {best['width']:g}; "
-          f"written to {directory / 'best_config.json'} "
-          f"(rebuild: GoogLeNet(**json.load(open(...)))). Search wall time "
+          f"written to {directory / MODEL_CONFIG_FILE} and {directory / 'best_config.json'} "
+          f"(rebuild: keras_googlenet.load_model_folder({str(directory)!r}), with the trial's "
+          f"weights; or GoogLeNet(**json.load(open(...)))). Search wall time "
           f"{time.time() - started:.1f} s this run.")
-    results = {"rows": rows, "best": best, "model_config": model_config,
+    results = {"rows": rows, "best": best, "model_config": model_config.to_dict(),
                "num_train": data.num_train, "num_val": data.num_val,
                "wall_time_s": round(time.time() - started, 2)}
     if options["train_best"]:
