@@ -34,6 +34,7 @@ from keras_googlenet.architecture import (
     PAPER_BLOCKS,
     STAGE_BLOCKS,
     STEM_CHANNELS,
+    STEM_KERNELS,
     scale_channels,
     stage_sides,
 )
@@ -135,16 +136,18 @@ def build_torch_googlenet(config):
             super().__init__()
             if config.stem == "imagenet":
                 c1, c2r, c2 = (w(c) for c in STEM_CHANNELS["imagenet"])
+                k1, k2r, k2 = STEM_KERNELS["imagenet"]
                 self.stem = nn.Sequential(
-                    ConvBlock(3, c1, 7, stride=2),
+                    ConvBlock(3, c1, k1, stride=2),
                     nn.MaxPool2d(3, stride=2, padding=1),
-                    ConvBlock(c1, c2r, 1),
-                    ConvBlock(c2r, c2, 3),
+                    ConvBlock(c1, c2r, k2r),
+                    ConvBlock(c2r, c2, k2),
                     nn.MaxPool2d(3, stride=2, padding=1),
                 )
             else:
                 (c2,) = (w(c) for c in STEM_CHANNELS["cifar"])
-                self.stem = ConvBlock(3, c2, 3)
+                (k,) = STEM_KERNELS["cifar"]
+                self.stem = ConvBlock(3, c2, k)
             cin = c2
             self.stages = nn.ModuleList()
             self.aux = nn.ModuleDict()

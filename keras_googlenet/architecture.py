@@ -75,8 +75,10 @@ AUX_PAPER_POOL_MIN_SIDE = 14
 #: resolution for 32x32 images (a departure from the paper, see `model.py`).
 STEMS = ("imagenet", "cifar")
 
-#: Channels of the stem's convolutions, per stem.
+#: Channels and kernel sizes of the stem's convolutions, per stem (the ImageNet
+#: stem: conv 7x7/2, max pool 3x3/2, conv 1x1, conv 3x3, max pool 3x3/2).
 STEM_CHANNELS = {"imagenet": (64, 64, 192), "cifar": (192,)}
+STEM_KERNELS = {"imagenet": (7, 1, 3), "cifar": (3,)}
 
 #: Smallest input side each stem accepts: the one at which the auxiliary heads
 #: (stage 4) still see a 4x4 feature map.

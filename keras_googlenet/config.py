@@ -29,6 +29,12 @@ from keras_googlenet.fileio import atomic_write_text
 #: The configuration file written beside weights.
 MODEL_CONFIG_FILE = "model_config.json"
 
+#: The weights file `keras_googlenet.save_model_folder` writes beside it.
+WEIGHTS_FILE = "model.weights.h5"
+
+#: Weight files `keras_googlenet.load_model_folder` looks for, in order.
+WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
+
 #: Version of the `model_config.json` layout.
 CONFIG_FORMAT = 1
 

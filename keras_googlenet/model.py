@@ -30,6 +30,7 @@ from keras_googlenet.architecture import (
     PAPER_BLOCKS,
     STAGES,
     STEM_CHANNELS,
+    STEM_KERNELS,
     scale_channels,
 )
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
@@ -276,12 +277,13 @@ def GoogLeNet(
     w = lambda c: scale_channels(c, width)
     if stem == "imagenet":
         c1, c2r, c2 = STEM_CHANNELS["imagenet"]
-        x = conv_block(x, w(c1), 7, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
+        k1, k2r, k2 = STEM_KERNELS["imagenet"]
+        x = conv_block(x, w(c1), k1, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_3x3_s2")(x)
         if not batch_norm:
             x = LocalResponseNormalization(name="pool1_norm1")(x)
-        x = conv_block(x, w(c2r), 1, batch_norm=batch_norm, name="conv2_3x3_reduce")
-        x = conv_block(x, w(c2), 3, batch_norm=batch_norm, name="conv2_3x3")
+        x = conv_block(x, w(c2r), k2r, batch_norm=batch_norm, name="conv2_3x3_reduce")
+        x = conv_block(x, w(c2), k2, batch_norm=batch_norm, name="conv2_3x3")
         if not batch_norm:
             x = LocalResponseNormalization(name="conv2_norm2")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2_3x3_s2")(x)
@@ -289,8 +291,8 @@ def GoogLeNet(
         # Departure from the paper: the CIFAR stem keeps the input resolution
         # (one 3x3 convolution to 192 channels, no pooling) so that 32x32
         # images reach the Inception stages at 32/16/8 rather than 4/2/1.
-        (c,) = STEM_CHANNELS["cifar"]
-        x = conv_block(x, w(c), 3, batch_norm=batch_norm, name="stem_conv_3x3")
+        (c,), (k,) = STEM_CHANNELS["cifar"], STEM_KERNELS["cifar"]
+        x = conv_block(x, w(c), k, batch_norm=batch_norm, name="stem_conv_3x3")
 
     # ---- Inception stages and auxiliary heads -------------------------------
     head_dtype = _head_dtype()

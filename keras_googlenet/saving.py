@@ -7,15 +7,9 @@ weights; training runs, tuner searches and exports all write one, and
 
 import os
 
-from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHT_FILES, WEIGHTS_FILE, GoogLeNetConfig
 from keras_googlenet.fileio import atomic_save_weights
 from keras_googlenet.model import GoogLeNet
-
-#: The weights file `save_model_folder` writes.
-WEIGHTS_FILE = "model.weights.h5"
-
-#: Weight files `load_model_folder` looks for, in order.
-WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
 
 
 def build_model(config, weights=None, input_tensor=None):

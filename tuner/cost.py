@@ -22,14 +22,11 @@ from keras_googlenet.architecture import (
     DEFAULT_INPUT_SIZE,
     STAGE_BLOCKS,
     STEM_CHANNELS,
+    STEM_KERNELS,
     scale_channels,
     stage_sides,
 )
 from tuner.space import blocks_from_values, stage_rows
-
-#: Kernel sizes of the stem's convolutions, per stem, as in `keras_googlenet.model`
-#: (their channels are `STEM_CHANNELS`).
-STEM_KERNELS = {"imagenet": (7, 1, 3), "cifar": (3,)}
 
 #: Parameters per output channel besides the kernel: BatchNorm's four vectors
 #: (gamma, beta, moving mean, moving variance), or the convolution's bias.

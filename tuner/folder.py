@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from keras_googlenet.architecture import STAGE_BLOCKS
-from keras_googlenet.config import MODEL_CONFIG_FILE
+from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHTS_FILE
 from keras_googlenet.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training.config import RESUME_INDEPENDENT
 from tuner.space import shares
@@ -26,7 +26,7 @@ from tuner.space import shares
 PROJECT = "tuner"
 
 #: Files and folders of a search folder (what --overwrite removes, with the
-#: best model's weights, `_weights_file()`).
+#: best model's weights, `WEIGHTS_FILE`).
 SEARCH_FILES = ("search.json", PROJECT, "logs", "summary.md", "trials.json",
                 "best_config.json", "best_trial.json", MODEL_CONFIG_FILE)
 
@@ -105,7 +105,7 @@ def check_directory(directory, fp, overwrite):
 
 def clear_directory(directory):
     """Removes the files of a search (only those: the folder may hold others)."""
-    for name in (*SEARCH_FILES, _weights_file()):
+    for name in (*SEARCH_FILES, WEIGHTS_FILE):
         path = Path(directory) / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -196,17 +196,9 @@ def save_best_model(directory, model_config, trial_id):
     directory = Path(directory)
     model_config.save(directory / MODEL_CONFIG_FILE)
     trial_weights = directory / PROJECT / f"trial_{trial_id}" / TRIAL_WEIGHTS
-    weights = directory / _weights_file()
+    weights = directory / WEIGHTS_FILE
     if trial_weights.is_file():
         with atomic_path(weights) as tmp:
             shutil.copyfile(trial_weights, tmp)
     elif weights.exists():
         os.remove(weights)
-
-
-def _weights_file():
-    """`keras_googlenet.saving.WEIGHTS_FILE`, imported late: that module imports
-    Keras, which the rest of this one does not need."""
-    from keras_googlenet.saving import WEIGHTS_FILE
-
-    return WEIGHTS_FILE
