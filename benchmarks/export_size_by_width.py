@@ -8,7 +8,7 @@ fresh statistics the folded convolution biases are all zero and the converter
 drops them, which understates the int8 file). So each model is built with
 random weights and random "trained-like" BatchNorm statistics, converted with
 `keras_googlenet.export.convert_model` (the converter settings of
-`python -m keras_googlenet.export`), and its float32 and int8 file sizes are
+`python -m training.export`), and its float32 and int8 file sizes are
 written to `benchmarks/results/export_size_by_width.json`.
 
 The int8 file is int8 weights (1/4 of float32) plus a per-layer overhead that

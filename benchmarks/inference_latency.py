@@ -94,14 +94,12 @@ def _keras_model(args):
     from keras_googlenet import build_model, inference_model
 
     if args.model:
-        from keras_googlenet.export import load_source
+        from training.export import load_source, run_data
 
         source = load_source(args.model)
         model = source.model
         calibration = None
         if source.run_dir and source.run_config:
-            from keras_googlenet.export import run_data
-
             calibration = run_data(source.run_dir, source.run_config)[0]
     else:
         keras.utils.set_random_seed(0)

@@ -214,14 +214,15 @@ def _export(model, config, class_names, allow_overwrite):
     if keras.backend.backend() != "tensorflow":
         print(f"notice: SavedModel export skipped: it needs KERAS_BACKEND=tensorflow ({saved} "
               f"was saved; export it with KERAS_BACKEND=tensorflow python -m "
-              f"keras_googlenet.export {config.run_dir} --name {config.name} "
+              f"training.export {config.run_dir} --name {config.name} "
               f"--export-dir {config.export_dir})", file=sys.stderr)
         return None
     from keras_googlenet.export import export_saved_model
 
     try:
         path = export_saved_model(
-            model, config.export_path, labels=class_names, head="main", overwrite=allow_overwrite
+            model, config.export_path, labels=class_names, head="main",
+            overwrite=allow_overwrite, config=config.model_config(len(class_names)),
         )
     except Exception as e:  # the trained model is safe in model.keras either way
         raise ExportFailed(

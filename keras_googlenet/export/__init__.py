@@ -1,0 +1,107 @@
+"""Export a trained GoogLeNet for deployment: SavedModel and TFLite.
+
+    >>> from keras_googlenet import export as ex
+    >>> ex.export_saved_model(model, "saved_models/cifar", labels=class_names)
+    >>> report = ex.export(model, "saved_models/cifar", calibration_images=x_train,
+    ...                    eval_images=x_val, eval_labels=y_val, labels=class_names)
+
+`export` writes into one folder:
+
+- the SavedModel (`saved_model.pb`, `variables/`): `serving_default` takes raw RGB
+  pixels `image: uint8 [batch, H, W, 3]` and returns
+  `probabilities: float32 [batch, classes]` (softmax of one head, `main` by default);
+- `model_float32.tflite`, `model_float16.tflite` (float16 weights),
+  `model_dynamic.tflite` (int8 weights, float activations) and `model_int8.tflite`
+  (full integer, calibrated on training images), all batch 1 with input
+  `uint8 [1, H, W, 3]` and output `[1, classes]` (float32 probabilities, or uint8
+  probabilities with scale 1/256 for `int8`), TFLite builtin ops only;
+- `labels.txt` (class names in output order), `model_config.json` (the model's
+  `GoogLeNetConfig`, when given) and `export_report.json` (size, LiteRT latency
+  and agreement of every artifact with the Keras model).
+
+The folder is built in a temporary folder next to it and renamed into place, so
+it is either a complete export or absent; it gets the user's default permissions.
+
+One role per module: `serving` (the deployment graph and its input/output
+contract), `saved_model`, `tflite` (conversion and the builtin-ops check),
+`litert` (running `.tflite` files), `labels` (the files describing an export),
+`report`, `exporter` (`export`, all of it with checks) and `errors`. To add a
+format, add its converter beside `tflite` and a row in `exporter`.
+
+This package needs the TensorFlow backend (SavedModel and TFLite are TensorFlow
+formats) and is not imported by `keras_googlenet/__init__.py`, so the model
+itself stays importable without TensorFlow. The command line that exports a
+training run folder is `python -m training.export`.
+"""
+
+from keras_googlenet.export.errors import ExportError, check_export_destination
+from keras_googlenet.export.exporter import check_exportable, export
+from keras_googlenet.export.labels import (
+    LABELS_FILE,
+    read_labels,
+    resolve_labels,
+    write_labels,
+    write_model_config,
+)
+from keras_googlenet.export.litert import LiteRTClassifier
+from keras_googlenet.export.report import METADATA_NOTE, REPORT_FILE, format_report
+from keras_googlenet.export.saved_model import (
+    export_saved_model,
+    saved_model_latency_ms,
+    saved_model_probabilities,
+    write_saved_model,
+)
+from keras_googlenet.export.serving import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    deployment_model,
+    input_size,
+    keras_probabilities,
+    num_classes,
+    serving_function,
+)
+from keras_googlenet.export.tflite import (
+    FORMATS,
+    TFLITE_FORMATS,
+    check_builtin_ops,
+    convert_model,
+    convert_saved_model,
+    parse_formats,
+    tflite_filename,
+    tflite_ops,
+)
+
+__all__ = [
+    "ExportError",
+    "FORMATS",
+    "INPUT_NAME",
+    "LABELS_FILE",
+    "LiteRTClassifier",
+    "METADATA_NOTE",
+    "OUTPUT_NAME",
+    "REPORT_FILE",
+    "TFLITE_FORMATS",
+    "check_builtin_ops",
+    "check_export_destination",
+    "check_exportable",
+    "convert_model",
+    "convert_saved_model",
+    "deployment_model",
+    "export",
+    "export_saved_model",
+    "format_report",
+    "input_size",
+    "keras_probabilities",
+    "num_classes",
+    "parse_formats",
+    "read_labels",
+    "resolve_labels",
+    "saved_model_latency_ms",
+    "saved_model_probabilities",
+    "serving_function",
+    "tflite_filename",
+    "tflite_ops",
+    "write_labels",
+    "write_model_config",
+    "write_saved_model",
+]

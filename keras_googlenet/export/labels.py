@@ -1,0 +1,83 @@
+"""The files that describe an export: `labels.txt` and `model_config.json`.
+
+`labels.txt` (one class name a line, in output order) ships beside every
+export; `model_config.json` (the model's `GoogLeNetConfig`) when the
+configuration is known.
+"""
+
+import os
+
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.export.errors import ExportError
+from keras_googlenet.fileio import atomic_write_text
+
+#: Name of the labels file written beside every export.
+LABELS_FILE = "labels.txt"
+
+
+def resolve_labels(labels, classes):
+    """Returns a list of `classes` label strings (`"0"`, `"1"`, ... when `labels` is None).
+
+    Raises:
+        ExportError: If the count differs from `classes` or a label is empty or multi-line.
+    """
+    if labels is None:
+        return [str(i) for i in range(classes)]
+    labels = [str(label) for label in labels]
+    if len(labels) != classes:
+        raise ExportError(f"Got {len(labels)} labels for a model with {classes} classes.")
+    for label in labels:
+        if not label.strip() or "\n" in label or "\r" in label:
+            raise ExportError(f"Invalid label {label!r}: labels must be non-empty single lines.")
+    return labels
+
+
+def write_labels(directory, labels):
+    """Writes `labels` to `directory/labels.txt`; returns its path."""
+    path = os.path.join(directory, LABELS_FILE)
+    atomic_write_text(path, "".join(f"{label}\n" for label in labels))
+    return path
+
+
+def read_labels(path):
+    """The non-empty lines of a labels file, in order."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\r\n") for line in f if line.strip()]
+
+
+def write_model_config(directory, config, model):
+    """Writes `config` as `directory/model_config.json` after checking it fits `model`.
+
+    Args:
+        directory: The export folder being written.
+        config: The `GoogLeNetConfig` `model` was built from.
+        model: The Keras model being exported.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        ExportError: If `config` is not a valid GoogLeNetConfig, or its input
+            shape or class count differ from the model's.
+    """
+    if not isinstance(config, GoogLeNetConfig):
+        raise ExportError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
+    try:
+        config.validate()
+    except ValueError as e:
+        raise ExportError(f"Invalid model configuration: {' '.join(str(e).split())}") from e
+    shape = tuple(model.inputs[0].shape[1:])
+    if config.input_shape is not None and tuple(config.input_shape) != shape:
+        raise ExportError(
+            f"The model configuration's input_shape {tuple(config.input_shape)} differs from "
+            f"the model's {shape}."
+        )
+    classes = {int(output.shape[-1]) for output in model.outputs}
+    if config.include_top and classes != {config.classes}:
+        raise ExportError(
+            f"The model configuration has classes={config.classes}; the model predicts "
+            f"{sorted(classes)}."
+        )
+    path = os.path.join(directory, MODEL_CONFIG_FILE)
+    config.save(path)
+    return path

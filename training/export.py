@@ -1,0 +1,278 @@
+"""Export a training run (or a `.keras` file) to SavedModel and TFLite.
+
+    python -m training.export MODEL --name NAME
+
+turns a `.keras` file or a `training.cifar` run folder (`runs/NAME`) into
+`saved_models/NAME/` with `keras_googlenet.export.export` (see that package
+for the files and their contract). A run folder gives the export its
+context: `labels.txt`, `model_config.json` (copied beside the export), and
+`config.json`, from which the run's own training split (int8 calibration)
+and held-out validation split (the accuracy check) are recomputed with
+`training.data`. `--calibration-data` and `--eval-data` take an image folder
+or an archive (extracted as `training.data` does).
+"""
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+import numpy as np
+
+from keras_googlenet import export as ex
+from keras_googlenet.architecture import HEADS, MAIN_HEAD
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from training.cli import OneLineParser, UsageError, one_line
+
+#: Files a run folder of `training.cifar` holds (the final model is exported).
+RUN_MODEL_FILE = "model.keras"
+RUN_CONFIG_FILE = "config.json"
+
+
+def _why(error):
+    """`"Type: message"` on one line, for the ExportError messages."""
+    return f"{type(error).__name__}: {one_line(error)}"
+
+
+@dataclasses.dataclass
+class Source:
+    """What `load_source` found: the model and, for a run folder, its context."""
+
+    path: str
+    model: object
+    labels: list = None
+    run_dir: str = None
+    run_config: dict = None
+    model_config: GoogLeNetConfig = None
+
+
+def _read_run_folder(path):
+    """`(run_config, labels, model_config)` of a run folder, each None when absent."""
+    run_config = labels = model_config = None
+    config_path = os.path.join(path, RUN_CONFIG_FILE)
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                run_config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ex.ExportError(f"Could not read {config_path!r}: {_why(e)}") from e
+    labels_path = os.path.join(path, ex.LABELS_FILE)
+    if os.path.isfile(labels_path):
+        labels = ex.read_labels(labels_path)
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)):
+        try:
+            model_config = GoogLeNetConfig.load(path)
+        except ValueError as e:
+            raise ex.ExportError(one_line(e)) from e
+    return run_config, labels, model_config
+
+
+def load_source(path):
+    """Loads a `.keras` file or a run folder (`model.keras`, `labels.txt`, `config.json`,
+    `model_config.json`).
+
+    Raises:
+        ExportError: If the file or folder is missing or the model cannot be read.
+    """
+    import keras
+
+    path = os.fspath(path)
+    run_dir = run_config = labels = model_config = None
+    if os.path.isdir(path):
+        run_dir = path
+        model_path = os.path.join(path, RUN_MODEL_FILE)
+        if not os.path.isfile(model_path):
+            raise ex.ExportError(f"Run folder {path!r} has no {RUN_MODEL_FILE}.")
+        run_config, labels, model_config = _read_run_folder(path)
+    elif os.path.exists(path):
+        model_path = path
+    else:
+        raise ex.ExportError(
+            f"Model not found: {path!r} (expected a .keras file or a run folder).")
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as e:  # Keras raises many types for unreadable files.
+        raise ex.ExportError(f"Could not load model {model_path!r}: {_why(e)}") from e
+    if not isinstance(model, keras.Model) or not model.inputs:
+        raise ex.ExportError(f"{model_path!r} does not hold a functional Keras model.")
+    return Source(path=path, model=model, labels=labels, run_dir=run_dir,
+                  run_config=run_config, model_config=model_config)
+
+
+def run_data(run_dir, run_config):
+    """The run's `(x_train, y_train, x_val, y_val, class_names)` via `training.data`."""
+    from training.config import TrainConfig
+    from training.data import load_arrays
+
+    if run_config is None:
+        raise ex.ExportError(f"Run folder {run_dir!r} has no {RUN_CONFIG_FILE}.")
+    try:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in run_config.items() if k in names})
+        return load_arrays(config)
+    except Exception as e:
+        raise ex.ExportError(
+            f"Could not load run folder {run_dir!r}'s data ({_why(e)}); "
+            "pass --calibration-data DIR."
+        ) from e
+
+
+def resolve_image_dir(path):
+    """A folder of images, or an archive turned into one by `training.data.resolve_data_dir`."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return path
+    if not os.path.exists(path):
+        raise ex.ExportError(f"Image folder not found: {path!r}.")
+    from training.data import resolve_data_dir
+
+    try:
+        return os.fspath(resolve_data_dir(path))
+    except Exception as e:
+        raise ex.ExportError(f"Could not open image archive {path!r}: {_why(e)}") from e
+
+
+def export_run(model_path, name, *, export_dir="saved_models", formats=ex.FORMATS,
+               calibration_data=None, eval_data=None, head=MAIN_HEAD, overwrite=False,
+               calibration_samples=256, eval_samples=1000, threads=1, repeats=50, seed=0,
+               log=print, command=None):
+    """Exports `model_path` (a `.keras` file or run folder) to `export_dir/name/`.
+
+    Calibration images (for `int8`) come from `calibration_data` (an image
+    folder or archive) or, for a run folder, from the run's own training split.
+    The evaluation sample is, in order of preference: `eval_data` (a folder with
+    one sub-folder per class), the run's held-out validation split, the
+    calibration images (not held out), or random images (agreement only).
+
+    Returns:
+        The report (also written to `export_report.json`), a dict.
+
+    Raises:
+        ExportError: For any problem with the inputs (missing or unreadable
+            model, no `head` output, int8 without calibration images, existing
+            export without `overwrite`, a model needing non-builtin ops).
+    """
+    formats = ex.parse_formats(formats)
+    if head not in HEADS:
+        raise ex.ExportError(f"--head must be one of {', '.join(HEADS)}; got {head!r}.")
+    if not name or os.sep in name or name in (".", ".."):
+        raise ex.ExportError(f"--name must be a plain folder name; got {name!r}.")
+    destination = os.path.abspath(os.path.join(os.fspath(export_dir), name))
+    ex.check_export_destination(destination, overwrite)
+
+    source = load_source(model_path)
+    _, hw = ex.check_exportable(source.model, head, source.path)
+    labels = ex.resolve_labels(source.labels, ex.num_classes(source.model, head))
+    is_run = source.run_dir is not None and source.run_config is not None
+    run_arrays = None
+
+    def get_run_arrays():
+        nonlocal run_arrays
+        if run_arrays is None:
+            log(f"Loading run data ({source.run_config.get('data', '?')}) ...")
+            run_arrays = run_data(source.run_dir, source.run_config)
+            if tuple(run_arrays[0].shape[1:3]) != hw:
+                raise ex.ExportError(
+                    f"The run's images are {tuple(run_arrays[0].shape[1:3])}, the model "
+                    f"takes {hw}."
+                )
+        return run_arrays
+
+    images = {}
+    if "int8" in formats:
+        if calibration_data is not None:
+            images["calibration_data"] = resolve_image_dir(calibration_data)
+        elif is_run:
+            images["calibration_images"] = get_run_arrays()[0]
+            images["calibration_source"] = f"training split of run {source.run_dir}"
+    if eval_data is not None:
+        images["eval_data"] = resolve_image_dir(eval_data)
+    elif is_run:
+        try:
+            _, _, x_val, y_val, class_names = get_run_arrays()
+        except ex.ExportError as e:
+            log(f"warning: no held-out sample from the run ({e})")
+            x_val = []
+        if len(x_val):
+            if source.labels is None and len(class_names) == len(labels):
+                labels = [str(c) for c in class_names]
+            if list(class_names) != labels:
+                raise ex.ExportError(
+                    f"The run's class names {list(class_names)} differ from its labels.txt."
+                )
+            images.update(eval_images=x_val, eval_labels=np.asarray(y_val),
+                          eval_source=f"held-out validation split of run {source.run_dir}")
+    return ex.export(
+        source.model, destination, formats=formats, labels=labels, config=source.model_config,
+        head=head, overwrite=overwrite, calibration_samples=calibration_samples,
+        eval_samples=eval_samples, threads=threads, repeats=repeats, seed=seed, log=log,
+        command=command, source=source.path, **images,
+    )
+
+
+def build_parser():
+    """The command line of `python -m training.export`."""
+    parser = OneLineParser(
+        prog="python -m training.export",
+        description="Export a trained GoogLeNet (a training run folder or a .keras file) to "
+        "SavedModel and TFLite, check every artifact against the Keras model and report "
+        "size, latency and agreement.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a .keras file or a training run folder")
+    out = parser.add_argument_group("output")
+    out.add_argument("--name", required=True, help="export folder name under --export-dir")
+    out.add_argument("--export-dir", default="saved_models", help="default: %(default)s")
+    out.add_argument("--formats", default=",".join(ex.FORMATS),
+                     help="comma-separated subset of %(default)s (default: all)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    net = parser.add_argument_group("network")
+    net.add_argument("--head", choices=HEADS, default=MAIN_HEAD,
+                     help="which classifier to deploy; aux1/aux2 export the cheaper early-exit "
+                     "network")
+    data = parser.add_argument_group("data")
+    data.add_argument("--calibration-data", metavar="DIR",
+                      help="image folder (or archive) for int8 calibration; default: a run "
+                      "folder's training split")
+    data.add_argument("--eval-data", metavar="DIR",
+                      help="image folder with one sub-folder per class for the held-out check; "
+                      "default: a run folder's validation split")
+    data.add_argument("--calibration-samples", type=int, default=256, metavar="N")
+    data.add_argument("--eval-samples", type=int, default=1000, metavar="N")
+    data.add_argument("--seed", type=int, default=0)
+    bench = parser.add_argument_group("benchmark")
+    bench.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
+    bench.add_argument("--repeats", type=int, default=50, help="timed runs per artifact")
+    return parser
+
+
+def main(argv=None):
+    """Command-line entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        for flag in ("calibration_samples", "eval_samples", "threads", "repeats"):
+            if getattr(args, flag) < 1:
+                raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
+    except UsageError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        return 2
+    try:
+        report = export_run(
+            args.model, args.name, export_dir=args.export_dir, formats=args.formats,
+            calibration_data=args.calibration_data, eval_data=args.eval_data, head=args.head,
+            overwrite=args.overwrite, calibration_samples=args.calibration_samples,
+            eval_samples=args.eval_samples, threads=args.threads, repeats=args.repeats,
+            seed=args.seed, log=lambda msg: print(msg, file=sys.stderr),
+            command=shlex.join(["python", "-m", "training.export", *argv]),
+        )
+    except ex.ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(ex.format_report(report))
+    print(f"\nWrote {os.path.join(args.export_dir, args.name)}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
