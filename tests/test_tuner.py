@@ -21,11 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
-
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("the tuner tests drive TensorFlow's eager mode", allow_module_level=True)
+import tensorflow as tf  # noqa: E402
 
 import keras_tuner as kt  # noqa: E402
 
@@ -45,6 +42,8 @@ from tuner.space import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
+    # The tuner drives TensorFlow's eager mode and tf.data.
+    pytest.mark.backends("tensorflow"),
     # Eager mode does not apply to tf.data functions; TensorFlow warns about it.
     pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run_functions_eagerly`"),
     # scikit-learn: a Gaussian process fitted to two random scores is poorly determined.
@@ -196,7 +195,7 @@ def test_an_impossible_budget_is_refused_and_a_possible_one_is_not():
                                         ("random", False)])
 def test_oracles_only_propose_configurations_within_budget(kind, fill, tmp_path):
     if kind == "bayesian":
-        pytest.importorskip("sklearn", reason="BayesianOptimization needs keras-tuner[bayesian]")
+        import sklearn  # noqa: F401  (keras-tuner[bayesian], in the test extra)
     space = SearchSpace(min_width=0.0625, max_width=0.125, width_step=0.015625)
     hypermodel = _hypermodel(space)
     budget = hypermodel.budget
