@@ -36,8 +36,43 @@ def _size(size):
     return int(h), int(w)
 
 
+#: Modes with an alpha channel: composited over black (transparent pixels become 0).
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _to_rgb(image):
+    """An 8-bit RGB copy of a Pillow image of any mode.
+
+    16- and 32-bit integer greys (`I;16*`, `I`: 16-bit PNGs and TIFFs) are
+    scaled from [0, 65535] to [0, 255] (Pillow's own conversion clips them,
+    turning mid-grey 32768 into white); 32-bit float greys (`F`) are read as
+    [0, 1], the convention of floating-point images (and of TensorFlow's
+    `convert_image_dtype`). Alpha, including a palette's or a grey/RGB
+    image's transparent colour, is composited over black, so a transparent
+    pixel is black whatever colour it hides. Other modes (`1`, `L`, `P`,
+    `CMYK`, `YCbCr`, ...) use Pillow's conversion.
+    """
+    Image = _pillow()
+    mode = image.mode
+    if mode == "I" or mode.startswith("I;16"):
+        grey = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        grey = (grey * 255 + 32767) // 65535
+    elif mode == "F":
+        grey = np.rint(np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0, 1) * 255)
+    elif mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint32)
+        rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255
+        return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    else:
+        return image.convert("RGB")
+    return Image.fromarray(np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1), "RGB")
+
+
 def decode_image(path, size):
     """Reads one image file as RGB, resized (bilinear) to `size` when it differs.
+
+    Every Pillow mode is read as 8-bit RGB (see `_to_rgb`): 16-bit images
+    are scaled, alpha is composited over black.
 
     Args:
         path: The image file.
@@ -53,7 +88,7 @@ def decode_image(path, size):
     h, w = _size(size)
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = _to_rgb(image)
             if image.size != (w, h):
                 image = image.resize((w, h), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8)

@@ -288,6 +288,10 @@ def build_parser():
     g.add_argument("--cache-dir", default=None,
                    help="where archives are extracted (default: $KERAS_GOOGLENET_CACHE "
                    "or ~/.cache/keras_googlenet)")
+    g.add_argument("--max-extract-mb", type=int, default=d.max_extract_mb,
+                   help="refuse an archive that expands to more MiB than this")
+    g.add_argument("--max-extract-ratio", type=float, default=d.max_extract_ratio,
+                   help="refuse an archive that expands to more than this times its size")
     g.add_argument("--image-size", type=int, default=d.image_size,
                    help="train at SIZExSIZE (images are resized once when loaded)")
     g.add_argument("--limit", type=int, default=None,

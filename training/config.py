@@ -35,6 +35,7 @@ PIPELINES = ("tf.data", "numpy")
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
 RESUME_INDEPENDENT = ("overwrite", "verbose", "export", "jit", "pipeline", "cache_dir",
+                      "max_extract_mb", "max_extract_ratio",
                       "steps_per_execution", "run_eagerly")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -64,6 +65,8 @@ class TrainConfig:
     tfds_name: str = "cifar10"
     tfds_dir: Optional[str] = None
     cache_dir: Optional[str] = None
+    max_extract_mb: int = 4096  # training.data.archives.DEFAULT_MAX_EXTRACT_MB
+    max_extract_ratio: float = 200.0  # training.data.archives.DEFAULT_MAX_EXTRACT_RATIO
     image_size: int = 32
     limit: Optional[int] = None
     val_fraction: float = 0.1
@@ -177,6 +180,9 @@ class TrainConfig:
              f"an integer >= {minimum} for --stem {self.stem}"),
             ("--limit", self.limit, self.limit is None or _at_least(self.limit, 1), ">= 1"),
             ("--val-fraction", self.val_fraction, _fraction(self.val_fraction), "in [0, 1)"),
+            ("--max-extract-mb", self.max_extract_mb, _at_least(self.max_extract_mb, 1), ">= 1"),
+            ("--max-extract-ratio", self.max_extract_ratio, _is_num(self.max_extract_ratio)
+             and 1 <= self.max_extract_ratio < float("inf"), "a number >= 1"),
             ("--synthetic-examples", self.synthetic_examples, _at_least(self.synthetic_examples, 1),
              ">= 1"),
             ("--pipeline", self.pipeline, self.pipeline in (None, *PIPELINES),

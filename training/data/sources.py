@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from keras_googlenet.images import resize_images
-from training.data.archives import resolve_data_dir
+from training.data.archives import control_characters, resolve_data_dir
 from training.data.decoding import decode_files
 from training.data.errors import DataError
 from training.data.splits import limit, stratified_split
@@ -72,6 +72,7 @@ def load(config):
     if config.data not in loaders:
         raise DataError(f"unknown data source {config.data!r}")
     arrays = loaders[config.data](config)
+    check_class_count(arrays.class_names, config.data_dir or f"--data {config.data}")
     if len(arrays.x_train) == 0:
         raise DataError("the training split is empty")
     if len(arrays.x_val) == 0:
@@ -141,13 +142,16 @@ def _load_tfds(config):
 
 def _load_folder(config):
     """`DIR/train/<class>/*` plus `DIR/val` or `DIR/test`, else a split of train."""
-    root = resolve_data_dir(config.data_dir, config.cache_dir)
+    root = resolve_data_dir(config.data_dir, config.cache_dir,
+                            max_extract_mb=config.max_extract_mb,
+                            max_extract_ratio=config.max_extract_ratio)
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataError(
             f"{config.data_dir} has no train/ folder (expected train/<class>/<image>)"
         )
     classes = class_folders(train_dir)
+    check_class_count(classes, train_dir)
     files, labels = list_class_files(train_dir, classes)
     held_out = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if held_out is not None:
@@ -189,13 +193,30 @@ def _load_folder(config):
 
 
 def class_folders(split_dir):
-    """Sorted names of the non-hidden sub-folders of `split_dir` (the classes)."""
+    """Sorted names of the non-hidden sub-folders of `split_dir` (the classes).
+
+    Raises:
+        DataError: If there are none, or a name holds a control character (a
+            newline, a tab, ...): such names cannot be written in the run's
+            label files, so they are refused before anything is trained.
+    """
     classes = sorted(
         p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
     if not classes:
         raise DataError(f"{split_dir} has no class folders (expected {split_dir.name}/<class>/)")
+    for name in classes:
+        if control_characters(name):
+            raise DataError(f"class folder {name!r} in {split_dir} has a control character in "
+                            "its name; rename it")
     return classes
+
+
+def check_class_count(class_names, where):
+    """Raises DataError unless there are at least two classes (one gives a useless 100%)."""
+    if len(class_names) < 2:
+        raise DataError(f"{where} has {len(class_names)} class(es) {list(class_names)}; a "
+                        "classifier needs at least two (one folder per class)")
 
 
 def list_class_files(split_dir, classes):
