@@ -73,7 +73,8 @@ FACT_PATTERNS = {
 def test_architecture_facts_are_written_once(fact):
     pattern = re.compile(FACT_PATTERNS[fact])
     home = REPO / "keras_googlenet" / "architecture.py"
-    assert pattern.search(home.read_text(encoding="utf-8")) or fact == "the paper's block outputs"
+    derived = ("the paper's block outputs", "the head names")  # computed there from other facts
+    assert pattern.search(home.read_text(encoding="utf-8")) or fact in derived
     elsewhere = [str(p.relative_to(REPO)) for p in _sources()
                  if p != home and pattern.search(p.read_text(encoding="utf-8"))]
     assert not elsewhere, f"{fact} written again in {elsewhere}; import keras_googlenet.architecture"
