@@ -2,8 +2,8 @@
 
     >>> import keras_googlenet
     >>> model = keras_googlenet.GoogLeNet(stem="cifar", classes=10)
-    >>> model.output_names
-    ['aux1', 'aux2', 'main']
+    >>> model.output_names == list(keras_googlenet.HEADS)  # aux1, aux2, main
+    True
 
 The architecture facts (`PAPER_BLOCKS`, `STAGES`, `AUX_HEADS`, `HEADS`, ...) and the
 model configuration (`GoogLeNetConfig`) import without Keras; the names that need
