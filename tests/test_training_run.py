@@ -167,7 +167,13 @@ def _bad_input(case, finished, tmp):
         data, extra = finished.data, ["--batch-size", "512"]
     elif case == "unknown_value":
         data, extra = finished.data, ["--precision", "fp8"]
-    return _args(finished.root, "tiny", data, "--epochs", "2", "--overwrite", *extra)
+    args = _args(finished.root, "tiny", data, "--epochs", "2", "--overwrite")
+    for flag, value in zip(extra[::2], extra[1::2]):  # a flag may be given only once
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return args
 
 
 @pytest.mark.parametrize("case, message", [

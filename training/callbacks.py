@@ -1,5 +1,6 @@
 """Callbacks of a training run: Keras's own, made atomic, plus per-epoch stats."""
 
+import hashlib
 import json
 import os
 import time
@@ -7,6 +8,8 @@ import time
 import keras
 
 from keras_googlenet.fileio import atomic_save_model, atomic_save_weights, atomic_write_text
+from training.cli import one_line
+from training.run import OVERWRITE_HINT, RunError
 
 
 class TrainingDiverged(RuntimeError):
@@ -35,31 +38,80 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose backup is written atomically.
+    """`keras.callbacks.BackupAndRestore` whose backup is atomic and checked.
 
     Keras overwrites the backup's weights file in place, so a kill during that
-    write leaves a backup that cannot be loaded. Here the weights (model and
-    optimizer state) and then the epoch counter are each written to a
-    temporary file and renamed into place, so the backup is always loadable.
-    A kill between the two renames leaves weights one epoch newer than the
-    counter; that epoch is then trained once more.
+    write leaves a backup that cannot be loaded, and it restores whatever the
+    files hold. Here each epoch's weights (model and optimizer state) go to
+    their own file, `epoch-NNNN.weights.h5`, written atomically; then the
+    metadata (Keras's `training_metadata.json`, plus the weights' file name and
+    SHA-256) is renamed into place, and only then are older weights deleted. A
+    kill at any instant leaves metadata that names complete weights, and a
+    backup whose files were damaged afterwards is refused (`RunError`, naming
+    the file) instead of being trained on.
     """
 
-    # Overrides a private method of BackupAndRestore (Keras 3.x); the file
-    # names and metadata format are Keras's, so its restore logic is unchanged.
+    # Overrides private methods of BackupAndRestore (Keras 3.x); its restore
+    # logic (`on_train_begin`, `_load_model`) is unchanged.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        atomic_save_weights(self.model, self._weights_path)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        name = f"epoch-{self._current_epoch:04d}.weights.h5"
+        path = os.path.join(self.backup_dir, name)
+        atomic_save_weights(self.model, path)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                    "weights": name, "sha256": _sha256(path)}
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
+        self._weights_path = path
+        for entry in os.scandir(self.backup_dir):  # earlier epochs' (and a killed save's)
+            if entry.name.endswith(".weights.h5") and entry.name != name:
+                os.remove(entry.path)
+
+    def _metadata(self):
+        """The checked backup metadata; None without a backup.
+
+        Raises:
+            RunError: If the metadata or the weights it names are damaged.
+        """
+        path = self._training_metadata_path
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                metadata = json.load(f)
+            if not isinstance(metadata.get("epoch"), int) or metadata["epoch"] < 0:
+                raise ValueError(f"epoch={metadata.get('epoch')!r}")
+        except (OSError, ValueError, AttributeError) as e:
+            raise RunError(f"the backup metadata {path} is damaged ({one_line(e, 100)}); "
+                           f"{OVERWRITE_HINT}") from e
+        if "weights" in metadata:  # written by _save_model (not a plain Keras backup)
+            weights = os.path.join(self.backup_dir, os.path.basename(str(metadata["weights"])))
+            if not os.path.isfile(weights) or _sha256(weights) != metadata.get("sha256"):
+                raise RunError(f"the backup weights {weights} are missing or damaged (their "
+                               f"SHA-256 does not match {path}); {OVERWRITE_HINT}")
+            self._weights_path = weights
+        return metadata
 
     def saved_epoch(self):
-        """Number of completed epochs recorded in the backup (0 without one)."""
+        """Number of completed epochs recorded in the backup (0 without one).
+
+        Raises:
+            RunError: If the backup is damaged.
+        """
+        metadata = self._metadata()
+        return 0 if metadata is None else metadata["epoch"]
+
+    def _load_model(self):
+        self._metadata()
         try:
-            with open(self._training_metadata_path, encoding="utf-8") as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+            super()._load_model()
+        except (OSError, ValueError) as e:
+            raise RunError(f"the backup weights {self._weights_path} cannot be loaded "
+                           f"({one_line(e, 100)}); {OVERWRITE_HINT}") from e
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

@@ -29,10 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
-from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
-from training.cli import OneLineParser, UsageError
+from training.cli import OneLineParser, UsageError, one_line
 from training.config import (
     DATA_SOURCES,
     PIPELINES,
@@ -42,7 +41,15 @@ from training.config import (
     ConfigError,
     TrainConfig,
 )
-from training.run import RunError, read_history, run_state, start_run_folder, trim_history
+from training.run import (
+    RunError,
+    check_folders,
+    read_history,
+    run_lock,
+    run_state,
+    start_run_folder,
+    trim_history,
+)
 
 #: The metric that picks the best epoch (and `best.keras`).
 BEST_METRIC = f"val_{MAIN_HEAD}_accuracy"
@@ -61,7 +68,9 @@ def train(config):
     Re-running an unfinished run with the same settings resumes it from its
     last completed epoch; a finished run (one with `results.json`) is only
     trained again with `overwrite=True`. Nothing in the run folder is touched
-    until the data has loaded, so bad inputs leave an earlier run intact.
+    until the data has loaded and the model is built, so bad inputs leave an
+    earlier run intact; `--overwrite` replaces a run only then. One process at
+    a time trains a run (`training.run.run_lock`).
 
     Args:
         config: A `TrainConfig` (resolved here if it is not already).
@@ -70,34 +79,59 @@ def train(config):
         The results dict also written to `runs/<name>/results.json`.
 
     Raises:
-        ConfigError, DataError, RunError: For bad settings, data or run state.
+        ConfigError, DataError, RunError: For bad settings, data or run state
+            (RunError also when another process trains the run, or when a
+            write fails: the run then resumes when run again).
         TrainingDiverged: If the loss becomes NaN or infinite.
         ExportFailed: If the SavedModel export fails (the same call retries it).
     """
+    started = time.time()
+    config = config.resolve()
+    check_folders(config)
+    with run_lock(config):
+        return _train(config, started)
+
+
+def _train(config, started):
+    """`train` once the configuration is valid and the run's lock is held."""
     import keras
 
     from training.callbacks import AtomicBackupAndRestore
     from training.data import build_datasets
     from training.recipe import build_model, compile_model, fan_out_datasets, setup_runtime
 
-    started = time.time()
-    config = config.resolve()
     state = run_state(config)
     keras.backend.clear_session()  # also resets the dtype policy and distribution
     scope, replicas = setup_runtime(config)
     data = build_datasets(config, replicas=replicas)
-
-    run_dir = start_run_folder(config, state, data.class_names)
     num_classes = len(data.class_names)
-    with scope:
-        model = build_model(config, num_classes)
-        compile_model(model, config, data.steps_per_epoch)
-    config.model_config(num_classes).save(run_dir / MODEL_CONFIG_FILE)
-    data = fan_out_datasets(data, model.output_names)
+    try:
+        with scope:
+            model = build_model(config, num_classes)
+            compile_model(model, config, data.steps_per_epoch)
+    except ConfigError:
+        raise
+    except Exception as e:  # out of memory, above all
+        raise ConfigError(f"the model could not be built ({type(e).__name__}: "
+                          f"{one_line(e, 150)}); lower --width, --image-size or "
+                          "--batch-size") from e
 
+    # Check what a resumed run reads before writing anything: nothing so far
+    # has touched the run folder, so a run that cannot start leaves it intact.
+    run_dir = Path(config.run_dir)
     backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
-    resumed_from = backup.saved_epoch()
-    callbacks = _callbacks(config, data, backup)
+    resumed_from, history = 0, []
+    if state == "resume":
+        try:
+            resumed_from = backup.saved_epoch()
+            history = trim_history(run_dir / "history.csv", resumed_from)
+        except RunError:  # damaged: --overwrite (which the message offers) starts over
+            if not config.overwrite:
+                raise
+            state = "overwrite"
+    start_run_folder(config, state, data.class_names, config.model_config(num_classes))
+    data = fan_out_datasets(data, model.output_names)
+    callbacks = _callbacks(config, data, backup, history)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
@@ -109,6 +143,28 @@ def train(config):
     elif resumed_from:
         print(f"Resuming from the backup in {run_dir / 'backup'}: "
               f"epoch {resumed_from + 1} of {config.epochs}")
+    elif state == "resume":
+        print(f"Run {config.name} was interrupted before it finished an epoch: starting it over "
+              "from epoch 1")
+    try:
+        results = _fit_and_save(model, config, data, callbacks, started=started, state=state,
+                                replicas=replicas, resumed_from=resumed_from)
+    except OSError as e:  # disk full, above all: every file written so far is whole
+        where = f" ({e.filename})" if e.filename else ""
+        raise RunError(
+            f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
+            f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
+        ) from e
+    _print_summary(results)
+    return results
+
+
+def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from):
+    """Trains, then writes the final model, the export and `results.json`; returns
+    the results (`started`: the run's start time; `state`: `run_state`'s answer)."""
+    import keras
+
+    run_dir = Path(config.run_dir)
     model.fit(
         data.train,
         validation_data=data.val,
@@ -156,20 +212,20 @@ def train(config):
     }
     atomic_write_json(run_dir / "results.json", results)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    _print_summary(results)
     return results
 
 
-def _callbacks(config, data, backup):
-    """The callbacks of `model.fit`, in the order they must run."""
+def _callbacks(config, data, backup, history):
+    """The callbacks of `model.fit`, in the order they must run.
+
+    `history` holds the rows of the epochs the backup covers (the later ones
+    are redone): the best checkpoint is only replaced by a better epoch.
+    """
     import keras
 
     from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
 
     run_dir = Path(config.run_dir)
-    # Rows of epochs after the backup's are redone: drop them, and let the best
-    # checkpoint only be replaced by a better epoch than those kept.
-    history = trim_history(run_dir / "history.csv", backup.saved_epoch())
     best_so_far = max((float(r[BEST_METRIC]) for r in history), default=None)
     callbacks = [
         StopOnNaN(),
@@ -387,6 +443,9 @@ def main(argv=None):
         print("interrupted: run the same command again to resume from the last completed "
               "epoch", file=sys.stderr)
         return 130
+    except OSError as e:  # a folder that became unwritable, and the like
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,6 +5,11 @@ non-zero exit status, never argparse's usage dump or a traceback.
 """
 
 import argparse
+import sys
+
+#: Actions for which giving a flag more than once is meaningful.
+_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction,
+               argparse._ExtendAction)
 
 
 class UsageError(Exception):
@@ -12,10 +17,34 @@ class UsageError(Exception):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """`argparse.ArgumentParser` that raises `UsageError` instead of printing usage."""
+    """`argparse.ArgumentParser` that raises `UsageError` instead of printing usage.
+
+    It also refuses what argparse silently accepts: abbreviated flags
+    (`--over` for `--overwrite`; `allow_abbrev=False`) and a flag given twice
+    (argparse keeps the last value; `--export --no-export` counts as twice).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        seen = {}
+        for token in args:
+            if token == "--":
+                break
+            action = self._option_string_actions.get(token.split("=", 1)[0])
+            if action is None or isinstance(action, _REPEATABLE):
+                continue
+            if action in seen:
+                self.error(f"{'/'.join(action.option_strings)} was given twice "
+                           f"({seen[action]}, {token}); give it once")
+            seen[action] = token
+        return super().parse_known_args(args, namespace)
 
 
 def one_line(error, limit=300):

@@ -8,6 +8,7 @@ run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -38,7 +39,17 @@ RESUME_INDEPENDENT = ("overwrite", "verbose", "export", "jit", "pipeline", "cach
                       "max_extract_mb", "max_extract_ratio",
                       "steps_per_execution", "run_eagerly")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+#: Upper bounds of the sizes, checked before anything is allocated. Each says why.
+MAX_NAME_LENGTH = 200  # file names stop at 255 bytes; temporary names add to NAME
+MAX_WIDTH = 16.0  # 16x the paper's channels is already over a billion parameters
+MAX_IMAGE_SIZE = 4096  # one 4096x4096 image's activations already need tens of GiB
+MAX_BATCH_SIZE = 2**16  # no accelerator holds 65,536 GoogLeNet activations at once
+MAX_EPOCHS = 10**6
+MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed) stop there
+MAX_STEPS_PER_EXECUTION = 10**6
+MAX_SYNTHETIC_GIB = 16  # --data synthetic generates its uint8 images in memory
 
 
 class ConfigError(ValueError):
@@ -161,9 +172,12 @@ class TrainConfig:
 
     def validate(self):
         """Checks every field; raises `ConfigError` naming the first bad one."""
-        if not (isinstance(self.name, str) and _NAME_RE.match(self.name)):
+        if not (isinstance(self.name, str) and _NAME_RE.fullmatch(self.name)):
             raise ConfigError("--name must be a plain folder name (letters, digits, '.', '_', "
-                              f"'-'); got {self.name!r}")
+                              f"'-', starting with a letter or digit); got {self.name!r}")
+        if len(self.name) > MAX_NAME_LENGTH:
+            raise ConfigError(f"--name must be at most {MAX_NAME_LENGTH} characters (file names "
+                              f"stop at 255); got {len(self.name)} characters")
         if self.data == "folder" and not self.data_dir:
             raise ConfigError("--data folder needs --data-dir DIR (a folder or a .tar/.tar.xz/"
                               ".zip archive)")
@@ -173,31 +187,41 @@ class TrainConfig:
             )
         minimum = MIN_INPUT_SIZE.get(self.stem, 1)
         max_warmup = self.epochs if _is_int(self.epochs) else 0
+        size = self.image_size if _within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
+        max_synthetic = max(1, MAX_SYNTHETIC_GIB * 2**30 // (size * size * 3 * 11 // 10))
         checks = [  # (flag, value, valid, what a valid value is)
             ("--data", self.data, self.data in (None, *DATA_SOURCES), f"one of {DATA_SOURCES}"),
             ("--stem", self.stem, self.stem in STEMS, f"one of {STEMS}"),
-            ("--image-size", self.image_size, _at_least(self.image_size, minimum),
-             f"an integer >= {minimum} for --stem {self.stem}"),
+            ("--image-size", self.image_size, _within(self.image_size, minimum, MAX_IMAGE_SIZE),
+             f"an integer >= {minimum} for --stem {self.stem} and <= {MAX_IMAGE_SIZE} (larger "
+             "images do not fit in memory)"),
             ("--limit", self.limit, self.limit is None or _at_least(self.limit, 1), ">= 1"),
             ("--val-fraction", self.val_fraction, _fraction(self.val_fraction), "in [0, 1)"),
             ("--max-extract-mb", self.max_extract_mb, _at_least(self.max_extract_mb, 1), ">= 1"),
             ("--max-extract-ratio", self.max_extract_ratio, _is_num(self.max_extract_ratio)
              and 1 <= self.max_extract_ratio < float("inf"), "a number >= 1"),
-            ("--synthetic-examples", self.synthetic_examples, _at_least(self.synthetic_examples, 1),
-             ">= 1"),
+            ("--synthetic-examples", self.synthetic_examples,
+             self.data != "synthetic" and _at_least(self.synthetic_examples, 1)
+             or _within(self.synthetic_examples, 1, max_synthetic),
+             f"in [1, {max_synthetic}] at --image-size {size} (the images, and a tenth more "
+             f"held out, are generated in memory: at most {MAX_SYNTHETIC_GIB} GiB)"),
             ("--pipeline", self.pipeline, self.pipeline in (None, *PIPELINES),
              f"one of {PIPELINES}"),
-            ("--width", self.width, _is_num(self.width) and self.width > 0, "> 0"),
+            ("--width", self.width, _is_num(self.width) and 0 < self.width <= MAX_WIDTH,
+             f"> 0 and <= {MAX_WIDTH:g} (a width of {MAX_WIDTH:g} already has over a billion "
+             "parameters)"),
             ("--dropout", self.dropout, _fraction(self.dropout), "in [0, 1)"),
             ("--aux-dropout", self.aux_dropout, _fraction(self.aux_dropout), "in [0, 1)"),
             ("--aux-weight", self.aux_weight, _is_num(self.aux_weight) and self.aux_weight >= 0,
-             ">= 0"),
-            ("--epochs", self.epochs, _at_least(self.epochs, 1), ">= 1"),
-            ("--batch-size", self.batch_size, _at_least(self.batch_size, 1), ">= 1"),
-            ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "> 0"),
+             "a finite number >= 0"),
+            ("--epochs", self.epochs, _within(self.epochs, 1, MAX_EPOCHS),
+             f"in [1, {MAX_EPOCHS}]"),
+            ("--batch-size", self.batch_size, _within(self.batch_size, 1, MAX_BATCH_SIZE),
+             f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),
+            ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "a finite number > 0"),
             ("--momentum", self.momentum, _fraction(self.momentum), "in [0, 1)"),
             ("--weight-decay", self.weight_decay,
-             _is_num(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+             _is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
              or (_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
              "in [0, --epochs]"),
@@ -206,7 +230,8 @@ class TrainConfig:
             ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,
              "in [0, --image-size]"),
             ("--ema-momentum", self.ema_momentum, _fraction(self.ema_momentum), "in [0, 1)"),
-            ("--seed", self.seed, _at_least(self.seed, 0), ">= 0"),
+            ("--seed", self.seed, _within(self.seed, 0, MAX_SEED),
+             f"in [0, {MAX_SEED}] (numpy's seed range)"),
             ("--jit", self.jit, self.jit in (None, True, False), "a boolean"),
             ("--run-eagerly", self.run_eagerly, self.run_eagerly in (True, False), "a boolean"),
             ("--precision", self.precision, self.precision in (None, *PRECISIONS),
@@ -214,7 +239,8 @@ class TrainConfig:
             ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
             ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
             ("--steps-per-execution", self.steps_per_execution,
-             _at_least(self.steps_per_execution, 1), ">= 1"),
+             _within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
+             f"in [1, {MAX_STEPS_PER_EXECUTION}]"),
         ]
         checks.append(("blocks", self.blocks, self.blocks is None or _is_block_table(self.blocks),
                        f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
@@ -285,11 +311,17 @@ def _is_int(value):
 
 
 def _is_num(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool: inf and nan are no setting's valid value)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _at_least(value, minimum):
     return _is_int(value) and value >= minimum
+
+
+def _within(value, minimum, maximum):
+    return _is_int(value) and minimum <= value <= maximum
 
 
 def _fraction(value):
