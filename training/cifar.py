@@ -44,6 +44,7 @@ from training.config import (
 from training.run import (
     RunError,
     check_folders,
+    print_summary,
     read_history,
     run_lock,
     run_state,
@@ -155,7 +156,7 @@ def _train(config, started):
             f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
             f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
         ) from e
-    _print_summary(results)
+    print_summary(results)
     return results
 
 
@@ -170,7 +171,7 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         validation_data=data.val,
         epochs=config.epochs,
         callbacks=callbacks,
-        verbose=config.verbose,
+        verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
         shuffle=False,  # the datasets shuffle themselves
     )
     # With --ema, fit() has already swapped the averaged weights into the model
@@ -196,16 +197,20 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         "val_source": data.val_source,
         "skipped_files": len(data.skipped_files),
         "final_weights": "ema" if config.ema else "last epoch",
-        "val_accuracy": {h: float(final[f"{h}_accuracy"]) for h in heads},
-        "val_loss": {h: float(final[f"{h}_loss"]) for h in heads} | {"total": float(final["loss"])},
+        "val_accuracy": {h: _f32(final[f"{h}_accuracy"]) for h in heads},
+        "val_loss": {h: _f32(final[f"{h}_loss"]) for h in heads} | {"total": _f32(final["loss"])},
         "best_epoch": int(best["epoch"]) + 1,
-        "best_val_main_accuracy": float(best[BEST_METRIC]),
+        "best_val_main_accuracy": _f32(best[BEST_METRIC]),
         "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(sum(float(r["epoch_time_s"]) for r in history), 2),
         # Median over epochs: robust to the first epoch's compilation time.
         "train_images_per_second": round(
             statistics.median(float(r["images_per_second"]) for r in history), 1
         ),
+        "notes": {"train_images_per_second": "median of the epochs' training images/s "
+                  "(robust to the first epoch's compilation)",
+                  "best_epoch": "counted from 1, like the console (history.csv's epoch "
+                  "column counts from 0, as Keras's CSVLogger writes it)"},
         "model": str(run_dir / "model.keras"),
         "best_model": str(run_dir / "best.keras"),
         "saved_model": saved_model,
@@ -213,6 +218,11 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
     atomic_write_json(run_dir / "results.json", results)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return results
+
+
+def _f32(value):
+    """A float32 metric as its shortest decimal (0.344, not 0.3440000116825104)."""
+    return float(f"{float(value):.7g}")
 
 
 def _callbacks(config, data, backup, history):
@@ -223,7 +233,9 @@ def _callbacks(config, data, backup, history):
     """
     import keras
 
+    from keras_googlenet.environment import accelerator
     from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
+    from training.progress import RunProgress, cpu_advice
 
     run_dir = Path(config.run_dir)
     best_so_far = max((float(r[BEST_METRIC]) for r in history), default=None)
@@ -246,6 +258,12 @@ def _callbacks(config, data, backup, history):
     else:
         print("notice: TensorBoard logs skipped: TensorFlow is not installed "
               "(history.csv has the same figures)", file=sys.stderr)
+    if config.verbose:  # 1: a live line on a terminal; 2: one line per epoch
+        no_gpu = accelerator()[1] is None
+        callbacks.append(RunProgress(
+            config.epochs, data.steps_per_epoch, config.batch_size,
+            advice=cpu_advice(config) if no_gpu else "", live=None if config.verbose == 1 else False,
+        ))
     # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
     callbacks.append(backup)
     return callbacks
@@ -288,29 +306,6 @@ def _export(model, config, class_names, allow_overwrite):
     return str(path)
 
 
-def _print_summary(results):
-    lines = [
-        "",
-        "| head | val accuracy | val loss |",
-        "|------|-------------:|---------:|",
-    ]
-    for head, acc in results["val_accuracy"].items():
-        lines.append(f"| {head} | {acc:.4f} | {results['val_loss'][head]:.4f} |")
-    lines += [
-        "",
-        f"Held-out split: {results['num_val']} images ({results['val_source']}); "
-        f"final weights: {results['final_weights']}; best val_main_accuracy "
-        f"{results['best_val_main_accuracy']:.4f} at epoch {results['best_epoch']}.",
-        f"Wall time {results['wall_time_s']:.1f} s; training "
-        f"{results['train_images_per_second']:.0f} images/s on {results['devices']} device(s).",
-        f"Model: {results['model']}; SavedModel: {results['saved_model'] or 'not exported'}.",
-    ]
-    print("\n".join(lines))
-
-
-# ---- command line -------------------------------------------------------------
-
-
 def build_parser():
     """The `python -m training.cifar` argument parser (defaults from `TrainConfig`)."""
     d = TrainConfig()
@@ -331,7 +326,10 @@ def build_parser():
     g.add_argument("--overwrite", action="store_true",
                    help="train again over a finished run (or one started with other settings)")
     g.add_argument("--verbose", type=int, default=d.verbose, choices=(0, 1, 2),
-                   help="Keras fit verbosity: 1 progress bar, 2 one line per epoch")
+                   help="progress: 1 a live line on a terminal (one line per epoch otherwise), "
+                        "2 one line per epoch, 0 none")
+    g.add_argument("-v", "--framework-logs", action="store_true",
+                   help="also show TensorFlow/absl start-up logging (hidden by default)")
 
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=DATA_SOURCES, default=None,
@@ -426,14 +424,17 @@ def config_from_args(argv=None):
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
-    from training.callbacks import TrainingDiverged
-    from training.data import DataError
+    from keras_googlenet.logs import import_backend
 
     try:
         config = config_from_args(argv)
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
+    import_backend(verbose=config.framework_logs)  # before anything imports Keras
+    from training.callbacks import TrainingDiverged
+    from training.data import DataError
+
     try:
         train(config)
     except (ConfigError, DataError, RunError, TrainingDiverged, ExportFailed) as e:

@@ -35,7 +35,7 @@ PIPELINES = ("tf.data", "numpy")
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
-RESUME_INDEPENDENT = ("overwrite", "verbose", "export", "jit", "pipeline", "cache_dir",
+RESUME_INDEPENDENT = ("overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
                       "max_extract_mb", "max_extract_ratio",
                       "steps_per_execution", "run_eagerly")
 
@@ -70,6 +70,7 @@ class TrainConfig:
     export: bool = True
     overwrite: bool = False
     verbose: int = 1
+    framework_logs: bool = False
     # ---- data ---------------------------------------------------------------
     data: Optional[str] = None  # None: "folder" if data_dir is set, else "tfds"
     data_dir: Optional[str] = None

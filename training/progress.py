@@ -8,8 +8,8 @@ ends, and lines wider than most terminals. `RunProgress` replaces it in
   `epoch 3/100  45/390 [#.........]  78.1 img/s  ETA 6:02:11 (epoch 0:45)  loss 1.234`;
 - otherwise (a log file, CI), one line per epoch, with the metrics;
 - after the first timed steps (compilation excluded), one line with the
-  estimated total time and, when no GPU is in use, the flags that make a CPU
-  run practical.
+  estimated total time and, for a run over an hour with no GPU in use, the
+  flags that make a CPU run practical.
 """
 
 import shutil
@@ -21,6 +21,9 @@ import keras
 #: Timed steps before the total-time estimate is printed (the first step,
 #: which compiles, is never timed).
 ESTIMATE_AFTER_STEPS = 5
+
+#: The advice (e.g. CPU flags) is printed only for runs estimated longer than this.
+ADVICE_AFTER_S = 3600
 
 #: Logged metrics shown in the live line and the per-epoch line, in order.
 SHOWN = ("loss", "main_accuracy", "val_loss", "val_main_accuracy")
@@ -130,7 +133,7 @@ class RunProgress(keras.callbacks.Callback):
             self.stream.write("\r\033[K")
         self._line(f"Estimated training time: {format_duration(total)} for {self.epochs} epochs "
                    f"at {self.images_per_second():.1f} images/s ({format_duration(left)} left)."
-                   + (f" {self.advice}" if self.advice else ""))
+                   + (f" {self.advice}" if self.advice and total > ADVICE_AFTER_S else ""))
 
     # ---- output ---------------------------------------------------------------
     def _write_live(self, step, logs):

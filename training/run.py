@@ -223,3 +223,27 @@ def trim_history(path, epochs_done):
         else:
             path.unlink()
     return keep
+
+
+def print_summary(results):
+    """Prints the results of a finished run: per-head table, split, speed, files."""
+    lines = [
+        "",
+        "| head | val accuracy | val loss |",
+        "|------|-------------:|---------:|",
+    ]
+    for head, acc in results["val_accuracy"].items():
+        lines.append(f"| {head} | {acc:.4f} | {results['val_loss'][head]:.4f} |")
+    lines += [
+        "",
+        f"Held-out split: {results['num_val']} images ({results['val_source']}); "
+        f"final weights: {results['final_weights']}; best val_main_accuracy "
+        f"{results['best_val_main_accuracy']:.4f} at epoch {results['best_epoch']}.",
+        f"Wall time {results['wall_time_s']:.1f} s; training "
+        f"{results['train_images_per_second']:.0f} images/s (median of epochs) on {results['devices']} device(s).",
+        f"Model: {results['model']}; SavedModel: {results['saved_model'] or 'not exported'}.",
+    ]
+    print("\n".join(lines))
+
+
+# ---- command line -------------------------------------------------------------
