@@ -11,7 +11,6 @@ import threading
 import pytest
 
 from keras_googlenet import fileio
-from training_helpers import run_module
 
 # ---- atomic_directory: the final path is never absent ---------------------------
 
@@ -164,13 +163,15 @@ def test_export_leaves_nothing_in_the_system_temp_folder(tmp_path, repo):
 
 
 @pytest.mark.parametrize("seed", ["-1", "-5", "4294967296", "1e3", "x"])
-def test_export_bad_seed_is_one_line(tmp_path, seed):
-    proc = run_module([str(tmp_path / "missing.keras"), "--name", "e",
-                       "--export-dir", str(tmp_path), "--seed", seed], module="training.export")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error:") and "--seed" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in proc.stderr
+def test_export_bad_seed_is_one_line(tmp_path, seed, capsys):
+    from training import export as cli
+
+    status = cli.main([str(tmp_path / "missing.keras"), "--name", "e",
+                       "--export-dir", str(tmp_path), "--seed", seed])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error:") and "--seed" in err and len(err.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.backends("tensorflow")
