@@ -181,8 +181,13 @@ def _scratch_temp_folder(destination):
     go to `.tmp-<pid>-NAME-system_*` beside the export, which this function
     removes at the end and, after a kill, the next export of NAME removes
     (`keras_googlenet.fileio.remove_stale_siblings`), with any other leftover
-    temporary folders of NAME.
+    temporary folders of NAME. Folders it had to create for it are removed
+    again when the export failed (they are left empty).
     """
+    created, folder = [], os.path.dirname(destination)  # folders to remove if left empty
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
     try:
         remove_stale_siblings(destination)
         scratch = temporary_directory_sibling(destination, "system_")
@@ -197,6 +202,9 @@ def _scratch_temp_folder(destination):
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(scratch, ignore_errors=True)
+        for folder in created:  # a failed export leaves no new --export-dir behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def _export_run(model_path, destination, *, formats, head, calibration_data, eval_data,
