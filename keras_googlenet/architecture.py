@@ -18,6 +18,7 @@ the tuner and the PyTorch reference read it.
 """
 
 import math
+import numbers
 
 #: Names of the nine Inception blocks, in order.
 BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
@@ -150,7 +151,10 @@ def validate_blocks(blocks):
         and len(rows) == len(BLOCK_NAMES)
         and all(
             len(row) == len(BLOCK_FIELDS)
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in row)
+            and all(
+                isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 1
+                for c in row
+            )
             for row in rows
         )
     )
@@ -160,4 +164,4 @@ def validate_blocks(blocks):
             f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)}). "
             f"Received: blocks={blocks!r}"
         )
-    return tuple(rows)
+    return tuple(tuple(int(c) for c in row) for row in rows)

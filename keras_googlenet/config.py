@@ -19,7 +19,10 @@ configuration cheaply. Building models and reading/writing model folders is
 
 import dataclasses
 import json
+import math
+import numbers
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -37,6 +40,12 @@ WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
 
 #: Version of the `model_config.json` layout.
 CONFIG_FORMAT = 1
+
+#: Largest `width` accepted (the widest block then has 16384 channels).
+MAX_WIDTH = 16.0
+
+#: Largest side (or channel count) of `input_shape` accepted.
+MAX_INPUT_SIDE = 65536
 
 
 @dataclass
@@ -79,17 +88,18 @@ class GoogLeNetConfig:
             ValueError: For any invalid value; the message names the value received.
         """
         for field in ("include_top", "aux_logits", "batch_norm", "include_preprocessing"):
-            value = getattr(self, field)
-            if not isinstance(value, bool):
-                raise ValueError(f"`{field}` must be True or False. Received: {field}={value!r}")
-        if self.stem not in architecture.STEMS:
+            setattr(self, field, _as_bool(field, getattr(self, field)))
+        if not isinstance(self.stem, str) or self.stem not in architecture.STEMS:
             raise ValueError(
                 f"`stem` must be one of {sorted(architecture.STEMS)}. Received: stem={self.stem!r}"
             )
         classes = self.classes
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        if _as_int(classes) is None or classes < 1:
             raise ValueError(f"`classes` must be an integer >= 1. Received: classes={classes!r}")
-        if self.pooling not in (None, "avg", "max"):
+        self.classes = _as_int(classes)
+        if not (self.pooling is None or isinstance(self.pooling, str)) or self.pooling not in (
+            None, "avg", "max"
+        ):
             raise ValueError(
                 f"`pooling` must be None, 'avg' or 'max'. Received: pooling={self.pooling!r}"
             )
@@ -99,13 +109,19 @@ class GoogLeNetConfig:
                 "`pooling` must be None or 'avg' (set include_top=False for max-pooled "
                 f"features). Received: pooling={self.pooling!r}"
             )
-        width = self.width
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-            raise ValueError(f"`width` must be a number > 0. Received: width={width!r}")
+        width = _as_float(self.width)
+        if width is None or not 0 < width <= MAX_WIDTH:
+            raise ValueError(
+                f"`width` must be a number > 0 and <= {MAX_WIDTH}. Received: width={self.width!r}"
+            )
+        self.width = width
         for arg in ("dropout", "aux_dropout"):
-            rate = getattr(self, arg)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={rate!r}")
+            rate = _as_float(getattr(self, arg))
+            if rate is None or not 0 <= rate < 1:
+                value = getattr(self, arg)
+                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={value!r}")
+            setattr(self, arg, rate)
+        self.input_shape = _validate_input_shape(self.input_shape)
         if self.blocks is not None:
             self.blocks = architecture.validate_blocks(self.blocks)
         if not isinstance(self.name, str) or not self.name:
@@ -226,3 +242,47 @@ class GoogLeNetConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         return [name for name in mine if mine[name] != theirs[name]]
 
+
+def _numpy_bool(value):
+    numpy = sys.modules.get("numpy")  # a numpy value means numpy is imported
+    return numpy is not None and isinstance(value, numpy.bool_)
+
+
+def _as_bool(field, value):
+    """`value` as a Python bool (numpy bools accepted), or ValueError naming it."""
+    if isinstance(value, bool) or _numpy_bool(value):
+        return bool(value)
+    raise ValueError(f"`{field}` must be True or False. Received: {field}={value!r}")
+
+
+def _as_int(value):
+    """`value` as a Python int if it is an integer (numpy integers too, bools not), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+def _as_float(value):
+    """`value` as a finite Python float if it is a real number (not a bool), else None."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not _numpy_bool(value):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _validate_input_shape(input_shape):
+    """`None`, or a tuple of 3 Python ints (>= 1) or `None`s; else ValueError naming it."""
+    if input_shape is None:
+        return None
+    sides = None
+    if isinstance(input_shape, (tuple, list)) and len(input_shape) == 3:
+        sides = tuple(None if d is None else _as_int(d) for d in input_shape)
+    if sides is None or any(
+        side is None and d is not None for side, d in zip(sides, input_shape)
+    ) or any(side is not None and not 1 <= side <= MAX_INPUT_SIDE for side in sides):
+        raise ValueError(
+            "`input_shape` must be a tuple of 3 integers from 1 to "
+            f"{MAX_INPUT_SIDE} (or None for an unknown side), e.g. (224, 224, 3) for "
+            f"channels_last. Received: input_shape={input_shape!r}"
+        )
+    return sides

@@ -9,9 +9,13 @@ user creates would get (`0o666` / `0o777` minus the umask), not the private
 """
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import threading
 
@@ -137,6 +141,120 @@ def _chmod_tree(root):
                 _chmod_default(path, directory=bool(mode & 0o111))
 
 
+def temporary_directory_sibling(directory, role=""):
+    """Creates and returns an empty temporary folder next to `directory`.
+
+    Its name, `.tmp-<pid>-<name>-<role><random>`, records this process's id,
+    so that `remove_stale_siblings(directory)` can delete it after a kill.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    parent, base = os.path.split(directory)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{base}-{role}", dir=parent)
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_siblings(directory):
+    """Deletes the temporary siblings of `directory` left by killed processes.
+
+    Only folders and files named by `temporary_directory_sibling(directory)` whose
+    process is no longer alive are removed (a concurrent writer's are kept).
+    Process ids are those of this machine: on a folder shared between machines,
+    a writer on another machine could lose its temporary folder, so do not
+    write the same export from two machines at once.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    parent, base = os.path.split(directory)
+    # mkdtemp's random part has no "-", so "NAME-other" siblings never match NAME.
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX)}(\d+)-{re.escape(base)}-[A-Za-z0-9_]+")
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2():
+    """libc's `renameat2`, or None where there is none (not Linux, glibc < 2.28)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def exchange_paths(a, b):
+    """Atomically swaps the paths `a` and `b` (both must exist); returns whether it could.
+
+    Uses Linux's `renameat2(..., RENAME_EXCHANGE)`; returns False (having done
+    nothing) where the system or the file system does not support it.
+
+    Raises:
+        OSError: If the exchange is supported but failed.
+    """
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(b))
+
+
+def _replace_directory(tmp, directory):
+    """Puts the tree `tmp` at `directory`, so that a kill leaves the old or the new tree there.
+
+    An existing `directory` is swapped with `tmp` in one atomic exchange, then
+    deleted (from `tmp`, where it now is). Without an atomic exchange (not
+    Linux, or a file system without it) the old tree is renamed aside and the
+    new one renamed in: a kill between the two renames leaves no tree at
+    `directory`, and the old one in a `.tmp-*` sibling.
+    """
+    if not os.path.lexists(directory):
+        os.replace(tmp, directory)
+    elif exchange_paths(tmp, directory):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old tree
+    else:
+        old = temporary_directory_sibling(directory, "old")
+        os.rmdir(old)
+        os.rename(directory, old)
+        try:
+            os.replace(tmp, directory)
+        except BaseException:
+            os.rename(old, directory)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(directory, overwrite=False):
     """Yields a temporary folder that replaces `directory` on success.
@@ -144,37 +262,26 @@ def atomic_directory(directory, overwrite=False):
     The temporary folder is created next to `directory` (same file system) and
     renamed into place only when the `with` block finishes without an exception;
     otherwise it is deleted. An existing non-empty `directory` is refused unless
-    `overwrite`, in which case it is moved aside, replaced, then deleted. So
-    `directory` is always either the old content or the complete new content.
-    The new tree gets the user's default permissions (umask respected).
+    `overwrite`, in which case it is atomically exchanged with the new tree (on
+    Linux; elsewhere moved aside first, see `_replace_directory`), then deleted.
+    So a kill at any instant leaves either the old content or the complete new
+    content at `directory`. Temporary siblings that killed processes left
+    behind are deleted first (`remove_stale_siblings`). The new tree gets the
+    user's default permissions (umask respected).
 
     Raises:
         DestinationError: If `directory` is a file, or not empty without `overwrite`.
     """
     directory = os.path.abspath(os.fspath(directory))
     check_destination(directory, overwrite)
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(directory)
-    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{base}-", dir=parent)
+    remove_stale_siblings(directory)
+    tmp = temporary_directory_sibling(directory)
     try:
         yield tmp
         # Check again: something may have appeared while we were writing.
         check_destination(directory, overwrite)
         _chmod_tree(tmp)
-        old = None
-        if os.path.lexists(directory):
-            old = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{base}-old-", dir=parent)
-            os.rmdir(old)
-            os.rename(directory, old)
-        try:
-            os.replace(tmp, directory)
-        except BaseException:
-            if old is not None:
-                os.rename(old, directory)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _replace_directory(tmp, directory)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

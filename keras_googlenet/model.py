@@ -243,6 +243,11 @@ def GoogLeNet(
         include_preprocessing=include_preprocessing,
         name=name,
     ).validate()
+    # The validated values (numpy scalars converted to Python ones).
+    c = config
+    include_top, aux_logits, batch_norm = c.include_top, c.aux_logits, c.batch_norm
+    classes, width, dropout, aux_dropout = c.classes, c.width, c.dropout, c.aux_dropout
+    include_preprocessing, input_shape = c.include_preprocessing, c.input_shape
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
     weights = _validate_weights(weights, config)
 
@@ -419,25 +424,22 @@ def _head_dtype():
 
 
 def _resolve_input_shape(input_shape, input_tensor, stem, channel_axis):
+    """The model's input shape: `input_shape` (validated by GoogLeNetConfig), else
+    `input_tensor`'s, else the stem's default; raises ValueError for a bad one."""
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
+        if len(input_shape) != 3:
+            raise ValueError(
+                "`input_tensor` must be a batch of images, (batch, height, width, channels) "
+                f"for channels_last. Received: input_tensor with shape {input_tensor.shape}"
+            )
     if input_shape is None:
         size = DEFAULT_INPUT_SIZE[stem]
         input_shape = (size, size, 3) if channel_axis == -1 else (3, size, size)
-    try:
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        input_shape = None
-    if input_shape is None or len(input_shape) != 3:
-        raise ValueError(
-            "`input_shape` must be a tuple of 3 values, (height, width, channels) "
-            f"for channels_last. Received: input_shape={input_shape!r}"
-        )
     channels = input_shape[channel_axis]
-    if channels is None or channels < 1:
+    if channels is None:
         raise ValueError(
-            f"The number of input channels must be known and >= 1. "
-            f"Received: input_shape={input_shape}"
+            f"The number of input channels must be known. Received: input_shape={input_shape}"
         )
     minimum = MIN_INPUT_SIZE[stem]
     spatial = [d for i, d in enumerate(input_shape) if i != channel_axis % 3]

@@ -24,9 +24,11 @@ def inference_model(model, head=MAIN_HEAD):
         A functional `keras.Model` with one output, named after `head`.
 
     Raises:
-        ValueError: If `head` is unknown or `model` has no such output.
+        ValueError: If `model` is not a Keras model, `head` is unknown or
+            `model` has no such output.
     """
-    if head not in HEADS:
+    _check_model(model, "inference_model")
+    if not isinstance(head, str) or head not in HEADS:
         raise ValueError(f"`head` must be one of {list(HEADS)}. Received: head={head!r}")
     if head not in model.output_names:
         raise ValueError(
@@ -45,25 +47,37 @@ def count_flops(model):
     activations and additions are not counted. Only what `model` contains is
     counted: pass `inference_model(model)` for the deployed main-head network.
 
+    Every call of a layer in the model's graph counts (a layer used twice
+    counts twice; nested models are counted call by call), per example:
+
+    - `Conv1D`/`Conv2D`/`Conv3D`: `prod(kernel) = k... * cin / groups * cout` per
+      output position;
+    - `DepthwiseConv1D`/`DepthwiseConv2D`: `k... * cin * depth_multiplier` per
+      output position;
+    - `SeparableConv1D`/`SeparableConv2D`: the depthwise part plus the 1x1
+      pointwise part (`cin * depth_multiplier * cout`) per output position;
+    - `Conv1DTranspose`/`Conv2DTranspose`/`Conv3DTranspose`: `k... * cin * cout`
+      per *input* position;
+    - `Dense`: `units_in * units_out` per position of its input's leading axes.
+
+    Any other layer with a weight matrix (e.g. `EinsumDense`, attention,
+    recurrent layers, `Embedding`) is refused rather than counted as zero.
+    The graph is read from Keras's node structure (`Functional._nodes_by_depth`,
+    which `Model.summary` also uses; Keras offers no public per-call API).
+
     Args:
-        model: A built Keras model with static spatial input size.
+        model: A built functional or `Sequential` Keras model with static spatial
+            input size.
 
     Returns:
         The number of multiply-adds for one input example, as an int.
 
     Raises:
-        ValueError: If a counted layer's output shape is not fully known.
+        ValueError: If `model` is not such a model, a counted layer's shape is
+            not fully known, or a layer cannot be counted (the message names it).
     """
-    total = 0
-    for layer in _iter_layers(model):
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.shape  # (kh, kw, cin / groups, cout)
-            positions = _positions(layer, skip_channel=True)
-            total += positions * math.prod(kernel)
-        elif isinstance(layer, keras.layers.Dense):
-            positions = _positions(layer, skip_channel=True)
-            total += positions * math.prod(layer.kernel.shape)
-    return total
+    _check_model(model, "count_flops")
+    return _graph_flops(model)
 
 
 def preprocess_input(x, data_format=None):
@@ -84,25 +98,76 @@ def preprocess_input(x, data_format=None):
     return x
 
 
-def _iter_layers(model):
-    for layer in model.layers:
+def _check_model(model, function):
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`{function}` needs a Keras model. Received: model={model!r:.200}"
+        )
+
+
+def _graph_nodes(model):
+    """The nodes (layer calls) of a functional or built Sequential model's graph."""
+    if isinstance(model, keras.Sequential):
+        model = getattr(model, "_functional", None) or model
+    nodes_by_depth = getattr(model, "_nodes_by_depth", None)
+    if nodes_by_depth is None:
+        raise ValueError(
+            "count_flops counts functional and built Sequential models (their layer "
+            f"graph is known); build a subclassed model's layers into one. "
+            f"Received: model={model.name!r} ({type(model).__name__})"
+        )
+    return [node for depth in sorted(nodes_by_depth) for node in nodes_by_depth[depth]]
+
+
+def _graph_flops(model):
+    total = 0
+    for node in _graph_nodes(model):
+        layer = node.operation
         if isinstance(layer, keras.Model):
-            yield from _iter_layers(layer)
+            total += _graph_flops(layer)
         else:
-            yield layer
+            total += _layer_flops(layer, node)
+    return total
 
 
-def _positions(layer, skip_channel):
-    shape = layer.output.shape[1:]
-    if keras.config.image_data_format() == "channels_first" and isinstance(
-        layer, keras.layers.Conv2D
-    ):
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+               keras.layers.Conv3DTranspose)
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _layer_flops(layer, node):
+    """Multiply-adds of one call (`node`) of `layer`, per example."""
+    if isinstance(layer, _TRANSPOSED):
+        return _positions(layer, node.input_tensors[0]) * math.prod(layer.kernel.shape)
+    if isinstance(layer, _SEPARABLE):
+        per_position = math.prod(layer.depthwise_kernel.shape)
+        per_position += math.prod(layer.pointwise_kernel.shape)
+        return _positions(layer, node.output_tensors[0]) * per_position
+    if isinstance(layer, (*_DEPTHWISE, *_CONV, keras.layers.Dense)):
+        return _positions(layer, node.output_tensors[0]) * math.prod(layer.kernel.shape)
+    if any(len(w.shape) >= 2 for w in layer.weights):
+        raise ValueError(
+            "count_flops counts convolutions and Dense layers only, and this layer has a "
+            f"weight matrix it cannot count. Received: layer {layer.name!r} "
+            f"({type(layer).__name__})"
+        )
+    return 0
+
+
+def _positions(layer, tensor):
+    """Positions a layer's kernel is applied at: `tensor`'s axes but batch and channels."""
+    shape = tuple(tensor.shape[1:])
+    if isinstance(layer, keras.layers.Dense):
+        shape = shape[:-1]
+    elif getattr(layer, "data_format", "channels_last") == "channels_first":
         shape = shape[1:]
-    elif skip_channel:
+    else:
         shape = shape[:-1]
     if any(d is None for d in shape):
         raise ValueError(
             "count_flops needs static spatial shapes; build the model with a fixed "
-            f"input size. Received: layer {layer.name!r} with output shape {layer.output.shape}"
+            f"input size. Received: layer {layer.name!r} with shape {tensor.shape}"
         )
     return math.prod(shape)

@@ -12,17 +12,21 @@ and held-out validation split (the accuracy check) are recomputed with
 or an archive (extracted as `training.data` does).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 
 from keras_googlenet import export as ex
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.fileio import remove_stale_siblings, temporary_directory_sibling
 from training.cli import OneLineParser, UsageError, one_line
 
 #: Files a run folder of `training.cifar` holds (the final model is exported).
@@ -160,7 +164,52 @@ def export_run(model_path, name, *, export_dir="saved_models", formats=ex.FORMAT
         raise ex.ExportError(f"--name must be a plain folder name; got {name!r}.")
     destination = os.path.abspath(os.path.join(os.fspath(export_dir), name))
     ex.check_export_destination(destination, overwrite)
+    with _scratch_temp_folder(destination):
+        return _export_run(model_path, destination, formats=formats, head=head,
+                           calibration_data=calibration_data, eval_data=eval_data,
+                           overwrite=overwrite, calibration_samples=calibration_samples,
+                           eval_samples=eval_samples, threads=threads, repeats=repeats,
+                           seed=seed, log=log, command=command)
 
+
+@contextlib.contextmanager
+def _scratch_temp_folder(destination):
+    """Points Python's temporary folder at a sibling of `destination` while exporting.
+
+    TensorFlow writes temporary files while exporting (autograph's
+    `__autograph_generated_file*.py`, removed only at a normal exit); here they
+    go to `.tmp-<pid>-NAME-system_*` beside the export, which this function
+    removes at the end and, after a kill, the next export of NAME removes
+    (`keras_googlenet.fileio.remove_stale_siblings`), with any other leftover
+    temporary folders of NAME. Folders it had to create for it are removed
+    again when the export failed (they are left empty).
+    """
+    created, folder = [], os.path.dirname(destination)  # folders to remove if left empty
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        remove_stale_siblings(destination)
+        scratch = temporary_directory_sibling(destination, "system_")
+    except OSError as e:
+        raise ex.ExportError(
+            f"Cannot write in --export-dir {os.path.dirname(destination)!r}: "
+            f"{e.strerror or e}."
+        ) from e
+    previous, tempfile.tempdir = tempfile.tempdir, scratch
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in created:  # a failed export leaves no new --export-dir behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _export_run(model_path, destination, *, formats, head, calibration_data, eval_data,
+                overwrite, calibration_samples, eval_samples, threads, repeats, seed, log,
+                command):
     source = load_source(model_path)
     _, hw = ex.check_exportable(source.model, head, source.path)
     labels = ex.resolve_labels(source.labels, ex.num_classes(source.model, head))
@@ -254,6 +303,8 @@ def main(argv=None):
         for flag in ("calibration_samples", "eval_samples", "threads", "repeats"):
             if getattr(args, flag) < 1:
                 raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
+        if not 0 <= args.seed < 2**32:
+            raise UsageError(f"--seed must be from 0 to {2**32 - 1}; got {args.seed}")
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
@@ -268,6 +319,9 @@ def main(argv=None):
         )
     except ex.ExportError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. disk full: the old export (if any) is still in place
+        print(f"error: could not write the export: {one_line(e)}", file=sys.stderr)
         return 1
     print(ex.format_report(report))
     print(f"\nWrote {os.path.join(args.export_dir, args.name)}/")

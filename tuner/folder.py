@@ -36,6 +36,10 @@ TRIAL_WEIGHTS = "checkpoint.weights.h5"
 #: Format version of search.json.
 FINGERPRINT_FORMAT = 1
 
+#: Key of search.json recording the KERASTUNER_TUNER_ID that created the search
+#: (not part of the fingerprint).
+TUNER_ID_KEY = "tuner_id"
+
 #: TrainConfig fields that do not change what a trial computes (they may
 #: differ between runs of one search, and between its chief and workers).
 _NOT_FINGERPRINTED = set(RESUME_INDEPENDENT) | {
@@ -75,6 +79,64 @@ def _differences(old, new, prefix=""):
     return out
 
 
+def _read_json(path):
+    """A JSON object from `path`, or SearchError naming the file and offering --overwrite."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or " ".join(str(e).split())
+        raise SearchError(
+            f"{path} is damaged or unreadable ({why}); pass --overwrite to start the search over"
+        ) from e
+    if not isinstance(doc, dict):
+        raise SearchError(
+            f"{path} is damaged (not a JSON object); pass --overwrite to start the search over"
+        )
+    return doc
+
+
+def recorded_tuner_id(directory):
+    """The KERASTUNER_TUNER_ID that created the search in `directory` (None if unknown)."""
+    path = Path(directory) / "search.json"
+    return _read_json(path).get(TUNER_ID_KEY) if path.exists() else None
+
+
+def check_tuner_state(directory, tuner_id):
+    """Refuses to resume from damaged keras-tuner files, or under another tuner id.
+
+    keras-tuner reloads a search only when the project holds the state file of
+    the process's own `KERASTUNER_TUNER_ID` (`<id>.json`); under another id it
+    silently starts over, overwriting the earlier trials. So a resume under an
+    id other than the creator's is refused, saying which id to set.
+
+    Raises:
+        SearchError: Naming the damaged file or the id to set.
+    """
+    project = Path(directory) / PROJECT
+    files = [project / "oracle.json", *sorted(project.glob("*.json")),
+             *sorted(project.glob("trial_*/trial.json"))]
+    for path in dict.fromkeys(files):
+        if path.exists():
+            _read_json(path)
+    if not (project / "oracle.json").exists() or (project / f"{tuner_id}.json").exists():
+        return
+    creator = recorded_tuner_id(directory)
+    if creator == tuner_id:
+        raise SearchError(
+            f"{project / (tuner_id + '.json')} is missing, so keras-tuner cannot resume the "
+            "search; pass --overwrite to start the search over"
+        )
+    if creator is None:
+        found = sorted(p.stem for p in project.glob("*.json") if p.name != "oracle.json")
+        creator = found[0] if len(found) == 1 else " or ".join(found) or "?"
+    raise SearchError(
+        f"{directory} was created with KERASTUNER_TUNER_ID={creator} but this process has "
+        f"KERASTUNER_TUNER_ID={tuner_id}, under which keras-tuner would start over: set "
+        f"KERASTUNER_TUNER_ID={creator} (tuner0 is the default when it is unset) to resume, "
+        "or pass --overwrite to start over"
+    )
+
+
 def check_directory(directory, fp, overwrite):
     """Refuses a search folder made with other settings; returns "new" or "resume"."""
     directory = Path(directory)
@@ -82,10 +144,8 @@ def check_directory(directory, fp, overwrite):
     if overwrite:
         return "new"
     if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise SearchError(f"{path} is unreadable ({e}); pass --overwrite to start over") from e
+        old = _read_json(path)
+        old.pop(TUNER_ID_KEY, None)
         diff = _differences(old, fp)
         if diff:
             raise SearchError(

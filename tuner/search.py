@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,8 +53,11 @@ from keras_googlenet.fileio import atomic_write_json
 from training.config import ConfigError, TrainConfig
 from tuner.folder import (
     PROJECT,
+    TUNER_ID_KEY,
     SearchError,
     check_directory,
+    check_tuner_state,
+    recorded_tuner_id,
     clear_directory,
     fingerprint,
     summary_table,
@@ -141,13 +145,36 @@ def parse_args(argv=None):
 # ---- --train-best -------------------------------------------------------------
 
 
+def train_best_name(options, digest):
+    """The run name of `--train-best`: `--name`, else `<directory name>-best-<digest>`.
+
+    The directory name is reduced to the characters a run name allows (a
+    `--directory` such as `my search` gives `my-search-best-...`).
+    """
+    if options["name"]:
+        return options["name"]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(options["directory"]).resolve().name)
+    return f"{stem.strip('._-')[:200] or 'search'}-best-{digest}"
+
+
+def check_train_best(raw_config, options):
+    """Validates the `--train-best` run's settings before the search (raises ConfigError)."""
+    name = train_best_name(options, "0" * 8)
+    config = dataclasses.replace(raw_config, name=name, epochs=options["train_epochs"])
+    try:
+        config.validate()
+    except ConfigError as e:
+        how = "" if options["name"] else f" (derived from --directory {options['directory']!r})"
+        raise ConfigError(f"--train-best: {e}{how}") from e
+
+
 def train_best(raw_config, model_config, options):
     """Retrains `model_config` (a `GoogLeNetConfig`) with `training.cifar.train`."""
     from training.cifar import train
 
     best = model_config.to_dict()
     digest = hashlib.sha256(json.dumps(best, sort_keys=True).encode()).hexdigest()[:8]
-    name = options["name"] or f"{Path(options['directory']).resolve().name}-best-{digest}"
+    name = train_best_name(options, digest)
     config = dataclasses.replace(
         raw_config, name=name, epochs=options["train_epochs"], width=best["width"],
         warmup_epochs=raw_config.warmup_epochs, blocks=best["blocks"],
@@ -199,6 +226,12 @@ def search(options, raw_config):
                      options["fill_budget"])
     overwrite = raw_config.overwrite and role != "worker"
     state = check_directory(directory, fp, overwrite)
+    # The process that owns the oracle's state: "chief" (distributed) or this tuner.
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+    if state == "resume" and role != "worker":
+        check_tuner_state(directory, tuner_id)
+    if options["train_best"]:
+        check_train_best(raw_config, options)
 
     def budget_for(classes):
         return Budget(CostModel.of(config.model_config(classes)),
@@ -213,7 +246,9 @@ def search(options, raw_config):
     if raw_config.overwrite and role != "worker":
         clear_directory(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(directory / "search.json", fp)
+    if role != "worker":  # the chief (or the local tuner) owns search.json
+        creator = recorded_tuner_id(directory) if state == "resume" else None
+        atomic_write_json(directory / "search.json", {**fp, TUNER_ID_KEY: creator or tuner_id})
 
     hypermodel = HyperGoogLeNet(config, len(data.class_names), data.steps_per_epoch,
                                 space=space, budget=budget)
@@ -225,6 +260,13 @@ def search(options, raw_config):
                            fill_budget=options["fill_budget"])
     except ImportError as e:  # BayesianOptimization needs scikit-learn and scipy
         raise SearchError(f"--tuner {options['tuner']}: {e}") from e
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        if state != "resume":
+            raise
+        raise SearchError(
+            f"{directory / PROJECT} holds damaged keras-tuner state ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); pass --overwrite to start the search over"
+        ) from e
     callbacks = [StopOnNaN()]
     if tensorflow_available():  # keras-tuner makes logs/<trial>/execution0 per trial
         callbacks.append(keras.callbacks.TensorBoard(

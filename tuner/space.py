@@ -43,6 +43,9 @@ from keras_googlenet.architecture import (
     STAGE_BLOCKS,
 )
 
+#: Most grid steps of one searched range (keras-tuner enumerates the grid).
+MAX_STEPS = 10_000
+
 #: The branches whose share of a block's output is searched, in table order.
 BRANCHES = ("1x1", "3x3", "5x5", "pool")
 
@@ -121,6 +124,11 @@ class SearchSpace:
             if not (0 < lo <= hi and step > 0):
                 raise SpaceError(
                     f"the {what} range needs 0 < min <= max and step > 0; got {lo:g}..{hi:g} step {step:g}"
+                )
+            if (hi - lo) / step > MAX_STEPS:
+                raise SpaceError(
+                    f"the {what} range {lo:g}..{hi:g} with step {step:g} has more than "
+                    f"{MAX_STEPS} steps; use a larger step"
                 )
             if abs((hi - lo) / step - round((hi - lo) / step)) > 1e-6:
                 raise SpaceError(

@@ -6,8 +6,9 @@ run, a dataset) is the caller's business. `python -m training.export` is the
 command-line front end that reads a training run folder.
 """
 
+import numbers
 import os
-import tempfile
+import shutil
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from keras_googlenet.export.serving import input_size, keras_probabilities, num_
 from keras_googlenet.export.tflite import FORMATS, TFLITE_FORMATS, convert_saved_model
 from keras_googlenet.export.tflite import parse_formats, tflite_filename, tflite_ops
 from keras_googlenet.fileio import atomic_write_bytes, atomic_write_json
+from keras_googlenet.fileio import temporary_directory_sibling
 from keras_googlenet.images import ImageError, load_image_folder
 from keras_googlenet.utils import count_flops, inference_model
 
@@ -94,9 +96,13 @@ def _saved_model_row(model, tmp, head, sample, reference, sample_y, repeats):
 
 
 def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_y, *, threads,
-                 repeats, log):
+                 repeats, log, directory):
     rows = []
-    with tempfile.TemporaryDirectory(prefix="googlenet_batch1_") as batch1:
+    # The batch-1 SavedModel the converter reads: beside the export, not in the
+    # system temp folder, so that a kill leaves it where the next export of
+    # `directory` deletes it (keras_googlenet.fileio.remove_stale_siblings).
+    batch1 = temporary_directory_sibling(directory, "batch1_")
+    try:
         write_saved_model(model, batch1, head, batch_size=1)
         for fmt in fmts:
             log(f"Converting {fmt} ...")
@@ -114,6 +120,8 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
                 **runner.io_contract(),
                 "ops": tflite_ops(flatbuffer),
             })
+    finally:
+        shutil.rmtree(batch1, ignore_errors=True)
     return rows
 
 
@@ -165,6 +173,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
             needing non-builtin ops).
     """
     formats = parse_formats(formats)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ExportError(f"seed must be an integer >= 0; got {seed!r}.")
     directory = os.path.abspath(os.fspath(directory))
     check_export_destination(directory, overwrite)
     deploy, hw = check_exportable(model, head, source)
@@ -218,7 +228,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         fmts = [f for f in formats if f in TFLITE_FORMATS]
         if fmts:
             artifacts += _tflite_rows(model, tmp, head, fmts, calibration, sample, reference,
-                                      sample_y, threads=threads, repeats=repeats, log=log)
+                                      sample_y, threads=threads, repeats=repeats, log=log,
+                                      directory=directory)
         add_float32_ratios(artifacts)
         if config is not None:
             write_model_config(tmp, config, model)
