@@ -43,6 +43,10 @@ _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE_PATTERNS))
 _CUINIT = re.compile(CUINIT_PATTERN)
 
 
+#: Whether noise is shown, for calls that do not say (set by `import_backend`).
+_verbose = False
+
+
 def is_noise(line):
     """Whether a captured line is known framework noise."""
     line = line.rstrip("\r\n")
@@ -71,12 +75,15 @@ def quiet_python_logging(verbose=False):
 
 
 @contextlib.contextmanager
-def quiet_native_stderr(verbose=False):
+def quiet_native_stderr(verbose=None):
     """Captures file descriptor 2 for the block; writes back all but known noise.
 
     On an exception every captured line is written back (nothing that could
-    explain the failure is hidden). With `verbose=True` this does nothing.
+    explain the failure is hidden). With `verbose=True` this does nothing;
+    `None` follows the last `import_backend(verbose=...)` (quiet by default).
     """
+    if verbose is None:
+        verbose = _verbose
     if verbose:
         yield
         return
@@ -116,6 +123,8 @@ def import_backend(verbose=False):
     On TensorFlow the devices are listed too, inside the capture, since that is
     when the CUDA runtime reports a missing driver.
     """
+    global _verbose
+    _verbose = verbose
     quiet_python_logging(verbose)
     with quiet_native_stderr(verbose):
         import keras

@@ -13,6 +13,7 @@ of the table, and `GoogLeNet` walks the table. The arguments are validated by
 """
 
 import os
+import warnings
 
 import keras
 from keras import layers
@@ -349,12 +350,19 @@ def GoogLeNet(
     model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
     if weights is not None:
         try:
-            model.load_weights(weights)
+            # A mismatched file makes Keras warn ("Skipping nested container...")
+            # before it raises: keep the warnings only if the load succeeds.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(weights)
         except Exception as e:  # Keras raises several types for a mismatched file.
             raise ValueError(
                 f"Could not load weights into this GoogLeNet configuration. "
                 f"Received: weights={weights!r} ({type(e).__name__}: {e})"
             ) from e
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     return model
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
-from training.cli import OneLineParser, UsageError, one_line
+from training.cli import OneLineParser, UsageError, add_framework_logs_flag, one_line
 from training.config import (
     DATA_SOURCES,
     PIPELINES,
@@ -328,8 +328,7 @@ def build_parser():
     g.add_argument("--verbose", type=int, default=d.verbose, choices=(0, 1, 2),
                    help="progress: 1 a live line on a terminal (one line per epoch otherwise), "
                         "2 one line per epoch, 0 none")
-    g.add_argument("-v", "--framework-logs", action="store_true",
-                   help="also show TensorFlow/absl start-up logging (hidden by default)")
+    add_framework_logs_flag(g)
 
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=DATA_SOURCES, default=None,

@@ -47,6 +47,25 @@ class OneLineParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+#: The flag every CLI has to show framework logging (hidden by default).
+FRAMEWORK_LOGS_FLAGS = ("-v", "--framework-logs")
+
+
+def add_framework_logs_flag(group):
+    """Adds `-v/--framework-logs` to an argparse group."""
+    group.add_argument(*FRAMEWORK_LOGS_FLAGS, action="store_true", dest="framework_logs",
+                       help="also show TensorFlow/absl/TFLite logging (hidden by default)")
+
+
+def import_backend_quietly(argv):
+    """Imports Keras and its backend with framework noise hidden, unless `argv` asks
+    for it with -v/--framework-logs (looked up before parsing, since parsing may
+    already need the backend)."""
+    from keras_googlenet.logs import import_backend
+
+    import_backend(verbose=any(arg in FRAMEWORK_LOGS_FLAGS for arg in argv))
+
+
 def one_line(error, limit=300):
     """`error`'s message squeezed onto one line (at most `limit` characters)."""
     text = " ".join(str(error).split())

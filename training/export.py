@@ -27,7 +27,13 @@ from keras_googlenet import export as ex
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.fileio import remove_stale_siblings, temporary_directory_sibling
-from training.cli import OneLineParser, UsageError, one_line
+from training.cli import (
+    OneLineParser,
+    UsageError,
+    add_framework_logs_flag,
+    import_backend_quietly,
+    one_line,
+)
 
 #: Files a run folder of `training.cifar` holds (the final model is exported).
 RUN_MODEL_FILE = "model.keras"
@@ -137,7 +143,7 @@ def resolve_image_dir(path):
         raise ex.ExportError(f"Could not open image archive {path!r}: {_why(e)}") from e
 
 
-def export_run(model_path, name, *, export_dir="saved_models", formats=ex.FORMATS,
+def export_run(model_path, name, *, export_dir="saved_models", formats=None,
                calibration_data=None, eval_data=None, head=MAIN_HEAD, overwrite=False,
                calibration_samples=256, eval_samples=1000, threads=1, repeats=50, seed=0,
                log=print, command=None):
@@ -149,6 +155,8 @@ def export_run(model_path, name, *, export_dir="saved_models", formats=ex.FORMAT
     one sub-folder per class), the run's held-out validation split, the
     calibration images (not held out), or random images (agreement only).
 
+    `formats` defaults to all of `keras_googlenet.export.FORMATS`.
+
     Returns:
         The report (also written to `export_report.json`), a dict.
 
@@ -157,7 +165,7 @@ def export_run(model_path, name, *, export_dir="saved_models", formats=ex.FORMAT
             model, no `head` output, int8 without calibration images, existing
             export without `overwrite`, a model needing non-builtin ops).
     """
-    formats = ex.parse_formats(formats)
+    formats = ex.parse_formats(ex.FORMATS if formats is None else formats)
     if head not in HEADS:
         raise ex.ExportError(f"--head must be one of {', '.join(HEADS)}; got {head!r}.")
     if not name or os.sep in name or name in (".", ".."):
@@ -275,6 +283,7 @@ def build_parser():
     out.add_argument("--formats", default=",".join(ex.FORMATS),
                      help="comma-separated subset of %(default)s (default: all)")
     out.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    add_framework_logs_flag(out)
     net = parser.add_argument_group("network")
     net.add_argument("--head", choices=HEADS, default=MAIN_HEAD,
                      help="which classifier to deploy; aux1/aux2 export the cheaper early-exit "
@@ -298,6 +307,7 @@ def build_parser():
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    import_backend_quietly(argv)
     try:
         args = build_parser().parse_args(argv)
         for flag in ("calibration_samples", "eval_samples", "threads", "repeats"):

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 # training.cifar's one-line-error parser, so both commands fail the same way.
-from training.cli import OneLineParser, UsageError
+from training.cli import OneLineParser, UsageError, import_backend_quietly
 from training.cifar import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.fileio import atomic_write_json
@@ -313,6 +313,7 @@ def search(options, raw_config):
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
+    import_backend_quietly(sys.argv[1:] if argv is None else argv)
     try:
         options, raw_config = parse_args(argv)
     except UsageError as e:

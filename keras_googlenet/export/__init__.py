@@ -30,46 +30,62 @@ format, add its converter beside `tflite` and a row in `exporter`.
 
 This package needs the TensorFlow backend (SavedModel and TFLite are TensorFlow
 formats) and is not imported by `keras_googlenet/__init__.py`, so the model
-itself stays importable without TensorFlow. The command line that exports a
+itself stays importable without TensorFlow; its own names load on first use. The command line that exports a
 training run folder is `python -m training.export`.
 """
 
+import importlib
+
 from keras_googlenet.export.errors import ExportError, check_export_destination
-from keras_googlenet.export.exporter import check_exportable, export
-from keras_googlenet.export.labels import (
-    LABELS_FILE,
-    read_labels,
-    resolve_labels,
-    write_labels,
-    write_model_config,
-)
-from keras_googlenet.export.litert import LiteRTClassifier
-from keras_googlenet.export.report import METADATA_NOTE, REPORT_FILE, format_report
-from keras_googlenet.export.saved_model import (
-    export_saved_model,
-    saved_model_latency_ms,
-    saved_model_probabilities,
-    write_saved_model,
-)
-from keras_googlenet.export.serving import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    deployment_model,
-    input_size,
-    keras_probabilities,
-    num_classes,
-    serving_function,
-)
-from keras_googlenet.export.tflite import (
-    FORMATS,
-    TFLITE_FORMATS,
-    check_builtin_ops,
-    convert_model,
-    convert_saved_model,
-    parse_formats,
-    tflite_filename,
-    tflite_ops,
-)
+
+# Names that need Keras/TensorFlow load on first use, so that importing this package
+# (e.g. for ExportError, or by `training.export` before it quiets TensorFlow's logging)
+# is cheap. Name -> the module of this package that defines it.
+_LAZY = {
+    "check_exportable": "exporter",
+    "export": "exporter",
+    "LABELS_FILE": "labels",
+    "read_labels": "labels",
+    "resolve_labels": "labels",
+    "write_labels": "labels",
+    "write_model_config": "labels",
+    "LiteRTClassifier": "litert",
+    "METADATA_NOTE": "report",
+    "REPORT_FILE": "report",
+    "format_report": "report",
+    "export_saved_model": "saved_model",
+    "saved_model_latency_ms": "saved_model",
+    "saved_model_probabilities": "saved_model",
+    "write_saved_model": "saved_model",
+    "INPUT_NAME": "serving",
+    "OUTPUT_NAME": "serving",
+    "deployment_model": "serving",
+    "input_size": "serving",
+    "keras_probabilities": "serving",
+    "num_classes": "serving",
+    "serving_function": "serving",
+    "FORMATS": "tflite",
+    "TFLITE_FORMATS": "tflite",
+    "check_builtin_ops": "tflite",
+    "convert_model": "tflite",
+    "convert_saved_model": "tflite",
+    "parse_formats": "tflite",
+    "tflite_filename": "tflite",
+    "tflite_ops": "tflite",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"keras_googlenet.export.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_googlenet.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ExportError",

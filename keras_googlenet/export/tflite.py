@@ -16,6 +16,7 @@ from keras_googlenet.architecture import MAIN_HEAD
 from keras_googlenet.export.errors import ExportError, one_line
 from keras_googlenet.export.saved_model import write_saved_model
 from keras_googlenet.export.serving import INPUT_NAME, deployment_model
+from keras_googlenet.logs import quiet_native_stderr
 
 #: Every format `export` can write, in the order it writes them.
 FORMATS = ("saved_model", "float32", "float16", "dynamic", "int8")
@@ -108,7 +109,8 @@ def convert_saved_model(saved_model_dir, fmt, calibration_images=None):
     elif fmt == "int8":
         _calibrate(converter, calibration_images)
     try:
-        with warnings.catch_warnings():
+        # The converter's C++ side logs a dozen INFO/WARNING lines per file.
+        with warnings.catch_warnings(), quiet_native_stderr():
             # The calibrator uses the deprecated tf.lite.Interpreter internally.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             flatbuffer = converter.convert()
