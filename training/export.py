@@ -93,7 +93,12 @@ def load_source(path):
         run_dir = path
         model_path = os.path.join(path, RUN_MODEL_FILE)
         if not os.path.isfile(model_path):
-            raise ex.ExportError(f"Run folder {path!r} has no {RUN_MODEL_FILE}.")
+            raise ex.ExportError(
+                f"Run folder {path!r} has no {RUN_MODEL_FILE} (it is written when the run "
+                f"finishes): finish the run by running its training command again, or export "
+                f"the best checkpoint so far with `python -m training.export "
+                f"{os.path.join(path, 'best.keras')} --name NAME`."
+            )
         run_config, labels, model_config = _read_run_folder(path)
     elif os.path.exists(path):
         model_path = path

@@ -199,7 +199,7 @@ def trial_rows(oracle, hypermodel):
 def summary_table(rows):
     """A markdown table of `trial_rows` (shares in % of a block's output)."""
     lines = [
-        "| trial | status | val_main_accuracy | epochs | MFLOPs | params | width | "
+        "| trial | status | val_main_accuracy | epochs | MFLOPs | params (deployed) | width | "
         "stage 3 shares / reductions | stage 4 | stage 5 |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
@@ -215,6 +215,9 @@ def summary_table(rows):
             f"{r['params']:,} | {r['width']:g} | " + " | ".join(stages) + " |"
         )
     lines.append("")
+    lines.append("trial: keras-tuner's trial id (0-based; the search log numbers trials from "
+                 "1). MFLOPs and params (deployed): the main-head network that is exported, "
+                 "without the auxiliary heads.")
     lines.append("Shares: % of a block's output channels in the 1x1/3x3/5x5/pool-projection "
                  "branches; r: 3x3/5x5 reduction channels per convolution channel.")
     return "\n".join(lines)
