@@ -43,7 +43,7 @@ def cpu_advice(config):
     """Flags that make a CPU-only run practical, as one sentence (empty if none apply)."""
     hints = []
     if config.width > 0.25:
-        hints.append("--width 0.25 (about 12x fewer multiply-adds than 1.0)")
+        hints.append("--width 0.25 (about 16x fewer multiply-adds than 1.0)")
     if config.epochs > 10:
         hints.append("--epochs 10")
     if config.limit is None or config.limit > 10000:
