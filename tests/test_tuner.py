@@ -262,7 +262,7 @@ def searched(tmp_path_factory):
     directory = tmp_path_factory.mktemp("search") / "s"
     tf.config.run_functions_eagerly(True)
     try:
-        rc = cli.main(TINY + ["--max-trials", "2", "--directory", str(directory)])
+        rc = _cli_main(TINY + ["--max-trials", "2", "--directory", str(directory)])
     finally:
         tf.config.run_functions_eagerly(False)
     assert rc == 0
@@ -321,14 +321,14 @@ def test_an_interrupted_search_resumes_and_train_best(searched, tmp_path, eager,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(HyperGoogLeNet, "fit", interrupted)
-    assert cli.main(argv) == 130
+    assert _cli_main(argv) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
     oracle_state = json.loads((directory / "tuner" / "oracle.json").read_text())
     assert list(oracle_state["ongoing_trials"].values()) == ["2"]
     monkeypatch.undo()
 
     # The same command resumes: the interrupted trial runs, the finished ones do not.
-    assert cli.main(argv) == 0
+    assert _cli_main(argv) == 0
     assert "(resumed, local)" in capsys.readouterr().out
     trials = {t["trial_id"]: t for t in json.loads((directory / "trials.json").read_text())}
     assert sorted(trials) == ["0", "1", "2"]
@@ -337,7 +337,7 @@ def test_an_interrupted_search_resumes_and_train_best(searched, tmp_path, eager,
 
     # Once more with --train-best: nothing left to search; the best is retrained.
     runs = tmp_path / "runs"
-    assert cli.main(argv + ["--train-best", "--train-epochs", "1", "--runs-dir", str(runs),
+    assert _cli_main(argv + ["--train-best", "--train-epochs", "1", "--runs-dir", str(runs),
                             "--name", "best", "--no-export"]) == 0
     assert len(json.loads((directory / "trials.json").read_text())) == 3
     config = json.loads((directory / "best_config.json").read_text())
@@ -352,33 +352,33 @@ def test_an_interrupted_search_resumes_and_train_best(searched, tmp_path, eager,
 
 def test_impossible_budget(tmp_path, capsys):
     argv = TINY[:-4] + ["--max-mflops", "0.5", "--verbose", "0", "--directory", str(tmp_path / "s")]
-    assert cli.main(argv) == 1
+    assert _cli_main(argv) == 1
     assert "below the smallest configuration" in _one_line_error(capsys)
     assert not (tmp_path / "s").exists()
-    assert cli.main(TINY + ["--max-params", "100", "--directory", str(tmp_path / "s")]) == 1
+    assert _cli_main(TINY + ["--max-params", "100", "--directory", str(tmp_path / "s")]) == 1
     assert "--max-params 100 is below the smallest" in _one_line_error(capsys)
 
 
 def test_unknown_tuner(tmp_path, capsys):
-    assert cli.main(TINY + ["--tuner", "grid", "--directory", str(tmp_path / "s")]) == 2
+    assert _cli_main(TINY + ["--tuner", "grid", "--directory", str(tmp_path / "s")]) == 2
     assert "invalid choice: 'grid'" in _one_line_error(capsys)
 
 
 def test_searched_width_is_not_a_flag(tmp_path, capsys):
-    assert cli.main(TINY + ["--width", "0.5", "--directory", str(tmp_path / "s")]) == 2
+    assert _cli_main(TINY + ["--width", "0.5", "--directory", str(tmp_path / "s")]) == 2
     assert "--min-width" in _one_line_error(capsys)
 
 
 def test_missing_data(tmp_path, capsys):
     argv = TINY[2:] + ["--data-dir", str(tmp_path / "nowhere"), "--directory", str(tmp_path / "s")]
-    assert cli.main(argv) == 1
+    assert _cli_main(argv) == 1
     assert "not found" in _one_line_error(capsys)
 
 
 def test_existing_directory_with_a_different_space(searched, capsys):
     before = (searched / "trials.json").read_text()
     argv = TINY + ["--max-width", "0.25", "--max-trials", "2", "--directory", str(searched)]
-    assert cli.main(argv) == 1
+    assert _cli_main(argv) == 1
     err = _one_line_error(capsys)
     assert "different search space" in err and "space.max_width" in err
     assert (searched / "trials.json").read_text() == before
@@ -400,7 +400,7 @@ def test_distributed_chief_and_worker(tmp_path):
            "KERASTUNER_ORACLE_PORT": str(_free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     procs = {
-        role: subprocess.Popen([sys.executable, "-c", DRIVER, *argv], cwd=REPO, text=True,
+        role: subprocess.Popen([sys.executable, "-c", DRIVER, *_last_wins(argv)], cwd=REPO, text=True,
                                env={**env, "KERASTUNER_TUNER_ID": tuner_id},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for role, tuner_id in (("chief", "chief"), ("worker", "tuner0"))
@@ -423,3 +423,27 @@ def test_distributed_chief_and_worker(tmp_path):
     # The worker trained them: its trial checkpoints are in the shared folder.
     for t in trials:
         assert (directory / "tuner" / f"trial_{t['trial_id']}" / "checkpoint.weights.h5").exists()
+
+
+def _last_wins(argv):
+    """`argv` with each repeated `--flag value` kept once, at its last value (the CLIs
+    refuse a flag given twice; these tests build argument lists by appending)."""
+    out, index = [], {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        takes_value = (token.startswith("--") and "=" not in token and i + 1 < len(argv)
+                       and not argv[i + 1].startswith("--"))
+        item = argv[i:i + 2] if takes_value else [token]
+        if token.startswith("--") and token in index:
+            out[index[token]] = item
+        else:
+            if token.startswith("--"):
+                index[token] = len(out)
+            out.append(item)
+        i += len(item)
+    return [t for item in out for t in item]
+
+
+def _cli_main(argv=None):
+    return cli.main(None if argv is None else _last_wins(list(argv)))

@@ -44,7 +44,7 @@ def searched(tmp_path_factory):
     directory = root / "my search"
     tf.config.run_functions_eagerly(True)
     try:
-        rc = cli.main(TINY + ["--directory", str(directory), "--train-best", "--train-epochs",
+        rc = _cli_main(TINY + ["--directory", str(directory), "--train-best", "--train-epochs",
                               "1", "--runs-dir", str(root / "runs"), "--no-export"])
     finally:
         tf.config.run_functions_eagerly(False)
@@ -77,7 +77,7 @@ def test_resume_under_another_tuner_id_is_refused_and_keeps_everything(
     directory = _copy(searched, tmp_path)
     before = _snapshot(directory)
     monkeypatch.setenv("KERASTUNER_TUNER_ID", tuner_id)
-    assert cli.main(TINY + ["--directory", str(directory), "--max-trials", "2"]) == 1
+    assert _cli_main(TINY + ["--directory", str(directory), "--max-trials", "2"]) == 1
     _one_line_error(capsys, "KERASTUNER_TUNER_ID=tuner0", "--overwrite")
     assert _snapshot(directory) == before
 
@@ -89,7 +89,7 @@ def test_resume_under_the_creators_id_really_resumes(searched, tmp_path, capsys,
     trial = (directory / "tuner" / "trial_0" / "trial.json").read_bytes()
     tf.config.run_functions_eagerly(True)
     try:
-        assert cli.main(TINY + ["--directory", str(directory)]) == 0
+        assert _cli_main(TINY + ["--directory", str(directory)]) == 0
     finally:
         tf.config.run_functions_eagerly(False)
     assert "(resumed, local)" in capsys.readouterr().out
@@ -115,7 +115,7 @@ def test_damaged_state_is_one_line_naming_the_file(searched, tmp_path, capsys, c
     name, damage = DAMAGE[case]
     path = directory / name
     path.write_bytes(damage(path.read_bytes()))
-    assert cli.main(TINY + ["--directory", str(directory)]) == 1
+    assert _cli_main(TINY + ["--directory", str(directory)]) == 1
     err = _one_line_error(capsys, "--overwrite")
     assert path.name in err or "tuner" in err
 
@@ -141,7 +141,7 @@ def test_tuner_id_check_without_search_json(tmp_path):
     (None, "runs/my search", "my-search-best-0123abcd"),
     (None, "runs/ünïcode dir!", "n-code-dir-best-0123abcd"),
     (None, "runs/@@@", "search-best-0123abcd"),
-    (None, "runs/" + "x" * 300, "x" * 200 + "-best-0123abcd"),
+    (None, "runs/" + "x" * 300, "x" * (200 - len("-best-0123abcd")) + "-best-0123abcd"),
     ("mine", "runs/my search", "mine"),
 ])
 def test_train_best_name_is_valid(name, directory, expected, tmp_path, monkeypatch):
@@ -155,7 +155,7 @@ def test_train_best_name_is_valid(name, directory, expected, tmp_path, monkeypat
 def test_train_best_checks_before_the_search(tmp_path, capsys):
     """A bad --train-epochs (or name) fails before any search file is written."""
     directory = tmp_path / "s"
-    assert cli.main(TINY + ["--directory", str(directory), "--train-best",
+    assert _cli_main(TINY + ["--directory", str(directory), "--train-best",
                             "--train-epochs", "0"]) == 1
     _one_line_error(capsys, "--train-epochs")
     assert not directory.exists()
@@ -164,8 +164,32 @@ def test_train_best_checks_before_the_search(tmp_path, capsys):
 @pytest.mark.parametrize("step", ["1e-9", "1e-300", "5e-324", "0.000001"])
 def test_tiny_width_step_is_one_line(tmp_path, capsys, step):
     directory = tmp_path / "s"
-    assert cli.main(TINY + ["--directory", str(directory), "--width-step", step]) in (1, 2)
+    assert _cli_main(TINY + ["--directory", str(directory), "--width-step", step]) in (1, 2)
     _one_line_error(capsys, "step")
     assert not directory.exists()
     with pytest.raises(SpaceError, match="steps"):
         SearchSpace(0.0625, 0.125, float(step))
+
+
+def _last_wins(argv):
+    """`argv` with each repeated `--flag value` kept once, at its last value (the CLIs
+    refuse a flag given twice; these tests build argument lists by appending)."""
+    out, index = [], {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        takes_value = (token.startswith("--") and "=" not in token and i + 1 < len(argv)
+                       and not argv[i + 1].startswith("--"))
+        item = argv[i:i + 2] if takes_value else [token]
+        if token.startswith("--") and token in index:
+            out[index[token]] = item
+        else:
+            if token.startswith("--"):
+                index[token] = len(out)
+            out.append(item)
+        i += len(item)
+    return [t for item in out for t in item]
+
+
+def _cli_main(argv=None):
+    return cli.main(None if argv is None else _last_wins(list(argv)))

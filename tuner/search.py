@@ -50,7 +50,7 @@ from training.cli import OneLineParser, UsageError, import_backend_quietly
 from training.cifar import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.fileio import atomic_write_json
-from training.config import ConfigError, TrainConfig
+from training.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from tuner.folder import (
     PROJECT,
     TUNER_ID_KEY,
@@ -154,7 +154,9 @@ def train_best_name(options, digest):
     if options["name"]:
         return options["name"]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(options["directory"]).resolve().name)
-    return f"{stem.strip('._-')[:200] or 'search'}-best-{digest}"
+    suffix = f"-best-{digest}"
+    keep = MAX_NAME_LENGTH - len(suffix)  # the whole name must pass TrainConfig's limit
+    return f"{stem.strip('._-')[:keep].strip('._-') or 'search'}{suffix}"
 
 
 def check_train_best(raw_config, options):
