@@ -25,6 +25,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_tuner as kt  # noqa: E402
+from training_helpers import last_wins  # noqa: E402
 
 import keras_googlenet as kg  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -400,7 +401,7 @@ def test_distributed_chief_and_worker(tmp_path):
            "KERASTUNER_ORACLE_PORT": str(_free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     procs = {
-        role: subprocess.Popen([sys.executable, "-c", DRIVER, *_last_wins(argv)], cwd=REPO, text=True,
+        role: subprocess.Popen([sys.executable, "-c", DRIVER, *last_wins(argv)], cwd=REPO, text=True,
                                env={**env, "KERASTUNER_TUNER_ID": tuner_id},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for role, tuner_id in (("chief", "chief"), ("worker", "tuner0"))
@@ -425,25 +426,5 @@ def test_distributed_chief_and_worker(tmp_path):
         assert (directory / "tuner" / f"trial_{t['trial_id']}" / "checkpoint.weights.h5").exists()
 
 
-def _last_wins(argv):
-    """`argv` with each repeated `--flag value` kept once, at its last value (the CLIs
-    refuse a flag given twice; these tests build argument lists by appending)."""
-    out, index = [], {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        takes_value = (token.startswith("--") and "=" not in token and i + 1 < len(argv)
-                       and not argv[i + 1].startswith("--"))
-        item = argv[i:i + 2] if takes_value else [token]
-        if token.startswith("--") and token in index:
-            out[index[token]] = item
-        else:
-            if token.startswith("--"):
-                index[token] = len(out)
-            out.append(item)
-        i += len(item)
-    return [t for item in out for t in item]
-
-
 def _cli_main(argv=None):
-    return cli.main(None if argv is None else _last_wins(list(argv)))
+    return cli.main(None if argv is None else last_wins(list(argv)))

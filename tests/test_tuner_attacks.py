@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from training_helpers import last_wins
 import tensorflow as tf
 
 from tuner import search as cli
@@ -171,25 +172,5 @@ def test_tiny_width_step_is_one_line(tmp_path, capsys, step):
         SearchSpace(0.0625, 0.125, float(step))
 
 
-def _last_wins(argv):
-    """`argv` with each repeated `--flag value` kept once, at its last value (the CLIs
-    refuse a flag given twice; these tests build argument lists by appending)."""
-    out, index = [], {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        takes_value = (token.startswith("--") and "=" not in token and i + 1 < len(argv)
-                       and not argv[i + 1].startswith("--"))
-        item = argv[i:i + 2] if takes_value else [token]
-        if token.startswith("--") and token in index:
-            out[index[token]] = item
-        else:
-            if token.startswith("--"):
-                index[token] = len(out)
-            out.append(item)
-        i += len(item)
-    return [t for item in out for t in item]
-
-
 def _cli_main(argv=None):
-    return cli.main(None if argv is None else _last_wins(list(argv)))
+    return cli.main(None if argv is None else last_wins(list(argv)))

@@ -117,3 +117,24 @@ def run_module(args, *, env=None, timeout=600, cwd=REPO, module="training.cifar"
         [sys.executable, "-m", module, *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def last_wins(argv):
+    """`argv` with each repeated `--flag value` kept once, at its last value (the CLIs
+    refuse a flag given twice; these tests build argument lists by appending)."""
+    out, index = [], {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        takes_value = (token.startswith("--") and "=" not in token and i + 1 < len(argv)
+                       and not argv[i + 1].startswith("--"))
+        item = argv[i:i + 2] if takes_value else [token]
+        if token.startswith("--") and token in index:
+            out[index[token]] = item
+        else:
+            if token.startswith("--"):
+                index[token] = len(out)
+            out.append(item)
+        i += len(item)
+    return [t for item in out for t in item]
+
