@@ -416,7 +416,7 @@ def test_distributed_chief_and_worker(tmp_path):
                 proc.kill()
     assert procs["worker"].returncode == 0, out["worker"][-3000:]
     assert procs["chief"].returncode == 0, out["chief"][-3000:]
-    assert "(new, worker)" in out["worker"] and "no trials left" in out["worker"]
+    assert "(joined, worker)" in out["worker"] and "no trials left" in out["worker"]
     assert "(new, chief)" in out["chief"] and "Best: trial" in out["chief"]
     trials = json.loads((directory / "trials.json").read_text())
     assert len(trials) == 2 and all(t["status"] == "COMPLETED" for t in trials)

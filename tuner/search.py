@@ -273,7 +273,9 @@ def search(options, raw_config):
     if tensorflow_available():  # keras-tuner makes logs/<trial>/execution0 per trial
         callbacks.append(keras.callbacks.TensorBoard(
             str(directory / "logs"), write_graph=False, profile_batch=0))
-    print(f"Search {directory} ({'resumed' if state == 'resume' else 'new'}, {role}): "
+    # A worker joins the chief's search; whether it saw the chief's files yet is a race.
+    label = "joined" if role == "worker" else ("resumed" if state == "resume" else "new")
+    print(f"Search {directory} ({label}, {role}): "
           f"{options['tuner']}, up to {options['max_trials']} trials of {config.epochs} epoch(s); "
           f"{data.num_train} training / {data.num_val} held-out images ({data.val_source}); "
           f"budget {budget.describe()}"
