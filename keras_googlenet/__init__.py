@@ -16,6 +16,7 @@ import importlib.util
 import sys
 
 from keras_googlenet.architecture import (
+    ARCHITECTURE_OPTIONS,
     AUX_HEADS,
     BLOCK_FIELDS,
     BLOCK_NAMES,
@@ -27,8 +28,10 @@ from keras_googlenet.architecture import (
     PAPER_BLOCKS,
     STAGES,
     STEMS,
+    TORCHVISION_OPTIONS,
     validate_blocks,
 )
+from keras_googlenet.imagenet import decode_predictions, imagenet_class_names
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 
 __version__ = "0.2.0"
@@ -45,6 +48,7 @@ _LAZY = {
     "build_model": "keras_googlenet.saving",
     "load_model_folder": "keras_googlenet.saving",
     "save_model_folder": "keras_googlenet.saving",
+    "load_backbone_weights": "keras_googlenet.weights",
 }
 
 
@@ -94,6 +98,7 @@ def __dir__():
 
 
 __all__ = [
+    "ARCHITECTURE_OPTIONS",
     "AUX_HEADS",
     "BLOCK_FIELDS",
     "BLOCK_NAMES",
@@ -110,10 +115,14 @@ __all__ = [
     "PAPER_BLOCKS",
     "STAGES",
     "STEMS",
+    "TORCHVISION_OPTIONS",
     "build_model",
     "count_flops",
+    "decode_predictions",
+    "imagenet_class_names",
     "inception_block",
     "inference_model",
+    "load_backbone_weights",
     "load_model_folder",
     "preprocess_input",
     "save_model_folder",

@@ -89,6 +89,32 @@ MIN_INPUT_SIZE = {"imagenet": 64, "cifar": 16}
 DEFAULT_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
 
 
+#: Options that choose between the paper's network (the first value, the default)
+#: and the variant torchvision's GoogLeNet implements: option -> allowed values.
+#:   large_branch_kernel: kernel of the Inception "5x5" branch (torchvision: 3x3).
+#:   stage5_pool_size: the max pool before block 5a, stride 2 (torchvision: 2x2).
+#:   stem_padding: conv1 7x7/2 with "same" padding (2 before, 3 after for even
+#:       sides) or "symmetric" (3 on every side, PyTorch's padding=3).
+#:   ceil_mode: stride-2 max pools round their output size up (PyTorch's
+#:       ceil_mode=True); differs from "same" padding only on odd sides.
+#:   aux_pool: auxiliary heads pool 5x5/3 ("paper", adaptively on small maps) or
+#:       always adaptively to 4x4 ("adaptive", torchvision).
+ARCHITECTURE_OPTIONS = {
+    "large_branch_kernel": (5, 3),
+    "stage5_pool_size": (3, 2),
+    "stem_padding": ("same", "symmetric"),
+    "ceil_mode": (False, True),
+    "aux_pool": ("paper", "adaptive"),
+}
+
+#: The paper's values of `ARCHITECTURE_OPTIONS` (GoogLeNet's defaults).
+PAPER_OPTIONS = {name: values[0] for name, values in ARCHITECTURE_OPTIONS.items()}
+
+#: The values torchvision's GoogLeNet (and its pretrained IMAGENET1K_V1 weights)
+#: needs; checked against torchvision's googlenet.py by tests/test_pretrained.py.
+TORCHVISION_OPTIONS = {name: values[1] for name, values in ARCHITECTURE_OPTIONS.items()}
+
+
 def scale_channels(channels, width):
     """Scales channel counts by `width`: round to nearest (half to even), at least 1.
 

@@ -70,6 +70,12 @@ class GoogLeNetConfig:
     blocks: Optional[tuple] = None
     include_preprocessing: bool = True
     name: str = "googlenet"
+    # architecture.ARCHITECTURE_OPTIONS (the paper's values by default).
+    large_branch_kernel: int = architecture.PAPER_OPTIONS["large_branch_kernel"]
+    stage5_pool_size: int = architecture.PAPER_OPTIONS["stage5_pool_size"]
+    stem_padding: str = architecture.PAPER_OPTIONS["stem_padding"]
+    ceil_mode: bool = architecture.PAPER_OPTIONS["ceil_mode"]
+    aux_pool: str = architecture.PAPER_OPTIONS["aux_pool"]
 
     def __post_init__(self):
         if isinstance(self.input_shape, list):
@@ -89,6 +95,13 @@ class GoogLeNetConfig:
         """
         for field in ("include_top", "aux_logits", "batch_norm", "include_preprocessing"):
             setattr(self, field, _as_bool(field, getattr(self, field)))
+        for field, allowed in architecture.ARCHITECTURE_OPTIONS.items():
+            value = getattr(self, field)
+            # `type(...) is` so that True does not pass for 1 nor 1 for True.
+            if not any(type(value) is type(a) and value == a for a in allowed):
+                raise ValueError(
+                    f"`{field}` must be one of {list(allowed)}. Received: {field}={value!r}"
+                )
         if not isinstance(self.stem, str) or self.stem not in architecture.STEMS:
             raise ValueError(
                 f"`stem` must be one of {sorted(architecture.STEMS)}. Received: stem={self.stem!r}"

@@ -12,9 +12,6 @@ of the table, and `GoogLeNet` walks the table. The arguments are validated by
 (`keras.layers`, `keras.ops`) and runs on the TensorFlow, JAX and PyTorch backends.
 """
 
-import os
-import warnings
-
 import keras
 from keras import layers
 
@@ -34,8 +31,9 @@ from keras_googlenet.architecture import (
     STEM_KERNELS,
     scale_channels,
 )
-from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
+from keras_googlenet.weights import load_weights, resolve_options, validate_weights
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
 # Keras's 0.99, so the moving statistics track short CIFAR-scale runs; epsilon
@@ -44,8 +42,8 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-3
 
 
-def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
-    """Convolution ("same" padding) + optional BatchNorm + ReLU.
+def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, padding="same", name):
+    """Convolution (`padding`, "same" by default) + optional BatchNorm + ReLU.
 
     With `batch_norm=True` the convolution has no bias (BatchNorm's offset
     replaces it); with `batch_norm=False` it has one, as in the 2014 network.
@@ -55,7 +53,7 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=not batch_norm,
         # Departure from the paper (which predates it): He initialisation, the
         # standard for ReLU networks trained from scratch.
@@ -71,7 +69,7 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, name):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def inception_block(x, channels, *, batch_norm=True, name):
+def inception_block(x, channels, *, batch_norm=True, large_branch_kernel=5, name):
     """One Inception module (Figure 2b of the paper).
 
     Four branches concatenated on the channel axis: a 1x1 convolution; a 1x1
@@ -83,6 +81,8 @@ def inception_block(x, channels, *, batch_norm=True, name):
         channels: `(#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)`,
             one row of the block table.
         batch_norm: Whether every convolution is followed by BatchNorm.
+        large_branch_kernel: Kernel size of the "5x5" branch: 5 as in the paper,
+            3 in torchvision's GoogLeNet (whose pretrained weights need it).
         name: Block name, e.g. `"inception_3a"`; the concatenation (the block's
             output) carries this name, the branches are `name_1x1`,
             `name_3x3_reduce`, `name_3x3`, `name_5x5_reduce`, `name_5x5`,
@@ -95,8 +95,9 @@ def inception_block(x, channels, *, batch_norm=True, name):
     conv = lambda t, f, k, n: conv_block(t, f, k, batch_norm=batch_norm, name=f"{name}_{n}")
     branch1 = conv(x, c1, 1, "1x1")
     branch3 = conv(conv(x, c3r, 1, "3x3_reduce"), c3, 3, "3x3")
-    # A real 5x5 convolution, as in the paper (torchvision's GoogLeNet uses 3x3 here).
-    branch5 = conv(conv(x, c5r, 1, "5x5_reduce"), c5, 5, "5x5")
+    # A real 5x5 convolution by default, as in the paper (torchvision's GoogLeNet
+    # uses 3x3 here; the layer keeps its "5x5" name so names do not depend on it).
+    branch5 = conv(conv(x, c5r, 1, "5x5_reduce"), c5, large_branch_kernel, "5x5")
     pooled = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     branch_pool = conv(pooled, cp, 1, "pool_proj")
     return layers.Concatenate(axis=_channel_axis(), name=name)(
@@ -105,7 +106,8 @@ def inception_block(x, channels, *, batch_norm=True, name):
 
 
 def auxiliary_head(
-    x, classes, *, width, batch_norm, dropout, head_dtype, classifier_activation=None, name
+    x, classes, *, width, batch_norm, dropout, head_dtype, classifier_activation=None,
+    pool="paper", name
 ):
     """An auxiliary classifier (Section 5 of the paper).
 
@@ -117,10 +119,11 @@ def auxiliary_head(
     14x14 (inputs under 224 with the ImageNet stem, under 28 with the CIFAR stem)
     that pool would leave less than 4x4, so the head pools adaptively to 4x4
     instead (`keras.layers.AdaptiveAveragePooling2D`) and keeps the paper's
-    128 x 4 x 4 = 2048 inputs to the fully connected layer.
+    128 x 4 x 4 = 2048 inputs to the fully connected layer. With
+    `pool="adaptive"` it always pools adaptively, as torchvision's GoogLeNet does.
     """
     spatial = _spatial_shape(x)
-    if min(spatial) >= AUX_PAPER_POOL_MIN_SIDE:
+    if pool == "paper" and min(spatial) >= AUX_PAPER_POOL_MIN_SIDE:
         x = layers.AveragePooling2D(5, strides=3, padding="valid", name=f"{name}_pool")(x)
     else:
         x = layers.AdaptiveAveragePooling2D(AUX_POOL_SIDE, name=f"{name}_pool")(x)
@@ -140,7 +143,7 @@ def GoogLeNet(
     pooling=None,
     classes=1000,
     classifier_activation=None,
-    aux_logits=True,
+    aux_logits=None,
     batch_norm=True,
     dropout=0.4,
     aux_dropout=0.7,
@@ -148,6 +151,11 @@ def GoogLeNet(
     width=1.0,
     blocks=None,
     include_preprocessing=True,
+    large_branch_kernel=None,
+    stage5_pool_size=None,
+    stem_padding=None,
+    ceil_mode=None,
+    aux_pool=None,
     name="googlenet",
 ):
     """Instantiates the GoogLeNet (Inception v1) architecture.
@@ -184,14 +192,23 @@ def GoogLeNet(
         - The auxiliary heads pool adaptively to 4x4 when the stage-4 feature
           map is smaller than 14x14 (see `auxiliary_head`).
         - Convolutions use He-normal initialisation.
+        - Five architecture options (`large_branch_kernel`, `stage5_pool_size`,
+          `stem_padding`, `ceil_mode`, `aux_pool`) select torchvision's variant
+          of the network, which its pretrained ImageNet weights need
+          (`keras_googlenet.TORCHVISION_OPTIONS`); the paper's values are the
+          default when no pretrained weights are loaded.
 
     Args:
         include_top: Whether to include the classifier heads (the main head and,
             with `aux_logits`, the two auxiliary ones). Without them the model
             returns the `inception_5b` features (optionally pooled).
-        weights: `None` (random initialisation) or the path to a weights file
-            (`.weights.h5` or `.keras`) saved from a GoogLeNet of the same
-            configuration. No pretrained ImageNet weights are distributed.
+        weights: `None` (random initialisation), `"imagenet"` (torchvision's
+            IMAGENET1K_V1 weights, downloaded once and cached converted in the
+            Keras cache), the path to a torchvision GoogLeNet state dict
+            (`.pth`/`.pt`; converting it needs PyTorch), or the path to a Keras
+            weights file (`.weights.h5` or `.keras`) saved from a GoogLeNet of
+            the same configuration. Pretrained weights set the architecture
+            options to `TORCHVISION_OPTIONS` and refuse arguments they cannot fit.
         input_tensor: Optional Keras tensor (output of `keras.Input()`) to use as
             the image input.
         input_shape: Optional shape tuple, e.g. `(224, 224, 3)`. Defaults to
@@ -206,7 +223,10 @@ def GoogLeNet(
             (default) returns logits, so losses use `from_logits=True`;
             `"softmax"` returns probabilities.
         aux_logits: Whether to add the two auxiliary classifiers after 4a and
-            4d. Only used with `include_top=True`.
+            4d. Only used with `include_top=True`. `None` (default): True, except
+            with pretrained (`"imagenet"` or `.pth`) weights, whose released
+            auxiliary heads are untrained (as torchvision does); passing True
+            then keeps them, with a warning.
         batch_norm: BatchNorm after every convolution (default), or the 2014
             network with LRN.
         dropout: Dropout rate before the main classifier (paper: 0.4).
@@ -219,6 +239,17 @@ def GoogLeNet(
             paper's Table 1 (`PAPER_BLOCKS`). `width` applies on top of it.
         include_preprocessing: Whether the model scales raw [0, 255] pixels to
             [-1, 1] itself (default) or expects scaled inputs.
+        large_branch_kernel: Kernel of the Inception "5x5" branch: 5 (paper)
+            or 3 (torchvision). `None`: 3 with pretrained weights, else 5.
+        stage5_pool_size: Size of the stride-2 max pool before block 5a: 3
+            (paper) or 2 (torchvision). `None`: as above.
+        stem_padding: Padding of conv1 7x7/2: `"same"` or `"symmetric"` (3 on
+            every side, torchvision). `None`: as above.
+        ceil_mode: Whether the stride-2 max pools round their output size up
+            like PyTorch's `ceil_mode=True` (torchvision) instead of using "same"
+            padding; the two differ only on odd feature-map sides. `None`: as above.
+        aux_pool: `"paper"` (5x5/3 average pool, adaptive on small maps) or
+            `"adaptive"` (always adaptive to 4x4, torchvision). `None`: as above.
         name: Model name.
 
     Returns:
@@ -228,13 +259,21 @@ def GoogLeNet(
         ValueError: For any invalid argument; the message names the value received.
     """
     # ---- validate arguments -------------------------------------------------
+    # Pretrained weights choose the architecture options they need (and refuse
+    # arguments they cannot fit); otherwise the paper's values are the default.
+    options = resolve_options(
+        weights,
+        dict(include_top=include_top, classes=classes, stem=stem, batch_norm=batch_norm,
+             width=width, blocks=blocks, aux_logits=aux_logits),
+        dict(large_branch_kernel=large_branch_kernel, stage5_pool_size=stage5_pool_size,
+             stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool),
+    )
     config = GoogLeNetConfig(
         include_top=include_top,
         input_shape=input_shape,
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
-        aux_logits=aux_logits,
         batch_norm=batch_norm,
         dropout=dropout,
         aux_dropout=aux_dropout,
@@ -243,14 +282,15 @@ def GoogLeNet(
         blocks=blocks,
         include_preprocessing=include_preprocessing,
         name=name,
+        **options,
     ).validate()
     # The validated values (numpy scalars converted to Python ones).
-    c = config
-    include_top, aux_logits, batch_norm = c.include_top, c.aux_logits, c.batch_norm
-    classes, width, dropout, aux_dropout = c.classes, c.width, c.dropout, c.aux_dropout
-    include_preprocessing, input_shape = c.include_preprocessing, c.input_shape
+    cfg = config
+    include_top, aux_logits, batch_norm = cfg.include_top, cfg.aux_logits, cfg.batch_norm
+    classes, width, dropout, aux_dropout = cfg.classes, cfg.width, cfg.dropout, cfg.aux_dropout
+    include_preprocessing, input_shape = cfg.include_preprocessing, cfg.input_shape
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
-    weights = _validate_weights(weights, config)
+    weights = validate_weights(weights, config)
 
     channel_axis = _channel_axis()
     input_shape = _resolve_input_shape(input_shape, input_tensor, stem, channel_axis)
@@ -284,15 +324,20 @@ def GoogLeNet(
     if stem == "imagenet":
         c1, c2r, c2 = STEM_CHANNELS["imagenet"]
         k1, k2r, k2 = STEM_KERNELS["imagenet"]
-        x = conv_block(x, w(c1), k1, strides=2, batch_norm=batch_norm, name="conv1_7x7_s2")
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_3x3_s2")(x)
+        padding = "same"
+        if cfg.stem_padding == "symmetric":  # torchvision: PyTorch's padding=3, then a valid conv
+            x = layers.ZeroPadding2D(k1 // 2, name="conv1_pad")(x)
+            padding = "valid"
+        x = conv_block(x, w(c1), k1, strides=2, batch_norm=batch_norm, padding=padding,
+                       name="conv1_7x7_s2")
+        x = _max_pool_s2(x, 3, cfg.ceil_mode, name="pool1_3x3_s2")
         if not batch_norm:
             x = LocalResponseNormalization(name="pool1_norm1")(x)
         x = conv_block(x, w(c2r), k2r, batch_norm=batch_norm, name="conv2_3x3_reduce")
         x = conv_block(x, w(c2), k2, batch_norm=batch_norm, name="conv2_3x3")
         if not batch_norm:
             x = LocalResponseNormalization(name="conv2_norm2")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2_3x3_s2")(x)
+        x = _max_pool_s2(x, 3, cfg.ceil_mode, name="pool2_3x3_s2")
     else:
         # Departure from the paper: the CIFAR stem keeps the input resolution
         # (one 3x3 convolution to 192 channels, no pooling) so that 32x32
@@ -306,14 +351,16 @@ def GoogLeNet(
     aux_outputs = {}
     for stage_index, stage in enumerate(STAGES):
         if stage_index > 0:
-            x = layers.MaxPooling2D(
-                3, strides=2, padding="same", name=f"pool{stage_index + 2}_3x3_s2"
-            )(x)
+            # The last stage's pool is 2x2 in torchvision (`stage5_pool_size`);
+            # its layer keeps the paper's name.
+            size = cfg.stage5_pool_size if stage_index == len(STAGES) - 1 else 3
+            x = _max_pool_s2(x, size, cfg.ceil_mode, name=f"pool{stage_index + 2}_3x3_s2")
         for block in stage:
             x = inception_block(
                 x,
                 [w(c) for c in table[block]],
                 batch_norm=batch_norm,
+                large_branch_kernel=cfg.large_branch_kernel,
                 name=f"inception_{block}",
             )
             for head, source in AUX_HEADS.items():
@@ -326,6 +373,7 @@ def GoogLeNet(
                         dropout=aux_dropout,
                         head_dtype=head_dtype,
                         classifier_activation=classifier_activation,
+                        pool=cfg.aux_pool,
                         name=head,
                     )
 
@@ -349,65 +397,26 @@ def GoogLeNet(
     )
     model = keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
     if weights is not None:
-        try:
-            # A mismatched file makes Keras warn ("Skipping nested container...")
-            # before it raises: keep the warnings only if the load succeeds.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                model.load_weights(weights)
-        except Exception as e:  # Keras raises several types for a mismatched file.
-            raise ValueError(
-                f"Could not load weights into this GoogLeNet configuration. "
-                f"Received: weights={weights!r} ({type(e).__name__}: {e})"
-            ) from e
-        for warning in caught:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                                   warning.lineno)
+        load_weights(model, weights, config)
     return model
 
 
-def _validate_weights(weights, config):
-    """Checks `weights`; a `model_config.json` beside the file must match `config`."""
-    if weights is None:
-        return None
-    if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        if path.endswith((".weights.h5", ".keras")) and os.path.isfile(path):
-            _check_saved_config(path, config)
-            return path
-        if path.endswith((".weights.h5", ".keras")):
-            raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
-    raise ValueError(
-        "`weights` must be None (random initialisation) or the path to an existing "
-        "`.weights.h5` or `.keras` file; no pretrained weights are distributed. "
-        f"Received: weights={weights!r}"
-    )
+def _max_pool_s2(x, size, ceil_mode, *, name):
+    """A `size`x`size` max pool with stride 2, "same" padding or PyTorch's ceil mode.
 
-
-def _check_saved_config(path, config):
-    """Compares `config` with the `model_config.json` saved beside a weights file.
-
-    The fields that do not change the weights' shapes (name, dropout rates,
-    classifier activation, input size, pooling, preprocessing) may differ; any other difference is an error naming
-    the fields, instead of Keras's shape-mismatch message.
+    Ceil mode gives ceil((side - size) / 2) + 1 outputs: on a side where that is
+    more than "valid" pooling gives, the missing window is completed with zeros
+    at the end. Zeros are exact here because every pool follows a ReLU (inputs
+    >= 0). On unknown (None) sides ceil mode falls back to "same" padding, which
+    equals it on even sides.
     """
-    saved_path = os.path.join(os.path.dirname(os.path.abspath(path)), MODEL_CONFIG_FILE)
-    if not os.path.isfile(saved_path):
-        return
-    saved = GoogLeNetConfig.load(saved_path)
-    # Fields without weights of their own. (input_shape too: the auxiliary
-    # heads always flatten a 4x4 map, so every input size fits the same weights.)
-    free = {"name", "dropout", "aux_dropout", "classifier_activation", "input_shape",
-            "pooling", "include_preprocessing"}
-    differing = [f for f in config.differences(saved) if f not in free]
-    if differing:
-        values = ", ".join(
-            f"{f}={getattr(config, f)!r} (saved: {getattr(saved, f)!r})" for f in differing
-        )
-        raise ValueError(
-            f"The weights were saved from a different GoogLeNet configuration "
-            f"({saved_path}). Received: {values}"
-        )
+    sides = _spatial_shape(x)
+    if not ceil_mode or None in sides:
+        return layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
+    pads = [(-(-(side - size) // 2)) * 2 + size - side for side in sides]
+    if any(pads):
+        x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(size, strides=2, padding="valid", name=name)(x)
 
 
 def _channel_axis():

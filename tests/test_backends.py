@@ -24,7 +24,8 @@ def test_model_tests_pass_under(backend):
     env = dict(os.environ, KERAS_BACKEND=backend)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BACKEND_AGNOSTIC],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+         *BACKEND_AGNOSTIC],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=2400,
     )
     tail = result.stdout[-3000:] + result.stderr[-2000:]
@@ -38,7 +39,7 @@ def test_model_tests_pass_under(backend):
 def _collected():
     """How many tests the three files hold (collected under this process's backend)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider",
          *BACKEND_AGNOSTIC], cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     return int(re.search(r"(\d+) tests? collected", result.stdout).group(1))

@@ -78,7 +78,12 @@ def test_defaults_are_googlenets_defaults():
     signature = inspect.signature(kg.GoogLeNet)
     defaults = {n: p.default for n, p in signature.parameters.items()
                 if n not in ("weights", "input_tensor")}
-    assert GoogLeNetConfig().kwargs() == defaults
+    # None in the signature: "the paper's value, unless pretrained weights need another".
+    resolved = {"aux_logits": True, **kg.architecture.PAPER_OPTIONS}
+    assert set(resolved) == {n for n, v in defaults.items() if v is None and n != "pooling"
+                             and n != "input_shape" and n != "classifier_activation"
+                             and n != "blocks"}
+    assert GoogLeNetConfig().kwargs() == {**defaults, **resolved}
 
 
 def test_json_round_trip(tmp_path):

@@ -1,0 +1,160 @@
+"""Reading a torchvision GoogLeNet state dict and converting it to Keras arrays.
+
+torchvision's `googlenet` names its modules `conv1`, `conv2`, `conv3`,
+`inception3a.branch1` ... `aux1.fc2`, `fc`; ours are `conv1_7x7_s2`,
+`conv2_3x3_reduce`, `conv2_3x3`, `inception_3a_1x1` ... `aux1`, `main`.
+`TORCH_MODULES` maps one to the other, derived from the architecture's tables.
+The conversion transposes convolution kernels (O, I, H, W) -> (H, W, I, O) and
+dense kernels (out, in) -> (in, out), and reorders the auxiliary heads' first
+fully connected layer, whose inputs PyTorch flattens as (C, H, W) and Keras
+(channels_last) as (H, W, C).
+
+Reading never runs pickled code: `torch.load(..., weights_only=True)`, which
+reads both PyTorch's zip format and its older legacy format.
+"""
+
+import numpy as np
+
+from keras_googlenet import architecture
+
+#: The `pretrained` extra that installs PyTorch, named in errors.
+PRETRAINED_EXTRA = 'pip install "keras-googlenet[pretrained]"'
+
+_BRANCHES = {"1x1": "branch1", "3x3_reduce": "branch2.0", "3x3": "branch2.1",
+             "5x5_reduce": "branch3.0", "5x5": "branch3.1", "pool_proj": "branch4.1"}
+
+
+def _torch_modules():
+    """Our layer name -> (torchvision module, kind), kind "conv" (conv + BN) or "dense"."""
+    modules = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
+    for block in architecture.BLOCK_NAMES:
+        for field in architecture.BLOCK_FIELDS:
+            modules[f"inception_{block}_{field}"] = f"inception{block}.{_BRANCHES[field]}"
+    kinds = dict.fromkeys(modules, "conv")
+    for head in architecture.AUX_HEADS:
+        modules[f"{head}_conv"], kinds[f"{head}_conv"] = f"{head}.conv", "conv"
+        modules[f"{head}_fc"], kinds[f"{head}_fc"] = f"{head}.fc1", "dense"
+        modules[head], kinds[head] = f"{head}.fc2", "dense"
+    modules[architecture.MAIN_HEAD], kinds[architecture.MAIN_HEAD] = "fc", "dense"
+    return {name: (modules[name], kinds[name]) for name in modules}
+
+
+#: Our layer name -> (torchvision module name, "conv" | "dense").
+TORCH_MODULES = _torch_modules()
+
+_CONV_KEYS = ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")
+_DENSE_KEYS = ("weight", "bias")
+# Bookkeeping entries of BatchNorm that hold no weights.
+_IGNORED_SUFFIX = ".num_batches_tracked"
+
+
+def read_state_dict(path):
+    """Reads a `.pth` state dict without running pickled code.
+
+    Returns:
+        A dict of name -> float32 numpy array.
+
+    Raises:
+        ImportError: Without PyTorch (the message names the extra to install).
+        ValueError: If the file is truncated, corrupt, or not a state dict.
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"Reading the PyTorch weights file {path!r} needs PyTorch: {PRETRAINED_EXTRA}"
+        ) from e
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for bad files
+        message = " ".join(str(e).split())[:300]
+        raise ValueError(
+            f"Could not read {path!r} as a PyTorch state dict (truncated, corrupt, or not "
+            f"saved with torch.save): {type(e).__name__}: {message}"
+        ) from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint that wraps it
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(
+            f"{path!r} is not a state dict (a mapping of names to tensors). "
+            f"Received: {type(state).__name__}"
+        )
+    return {k: v.detach().float().numpy() for k, v in state.items()}
+
+
+def to_keras_arrays(state, source, channels_last=True):
+    """Converts a torchvision GoogLeNet state dict to Keras arrays.
+
+    Args:
+        state: `read_state_dict`'s output.
+        source: Where it came from, for error messages.
+        channels_last: Whether the Keras model flattens (H, W, C).
+
+    Returns:
+        A dict of our layer name (convolutions and their `_bn` layers apart) ->
+        list of arrays in the layer's weight order.
+        The auxiliary heads are included only if the state dict has them.
+
+    Raises:
+        ValueError: Naming the first missing, unexpected or misshapen key.
+    """
+    has_aux = any(k.startswith(tuple(f"{h}." for h in architecture.AUX_HEADS)) for k in state)
+    expected = []
+    for layer, (module, kind) in TORCH_MODULES.items():
+        if module.split(".")[0] in architecture.AUX_HEADS and not has_aux:
+            continue
+        expected += [(layer, f"{module}.{key}", kind)
+                     for key in (_CONV_KEYS if kind == "conv" else _DENSE_KEYS)]
+    names = {key for _, key, _ in expected}
+    missing = [key for key in (k for _, k, _ in expected) if key not in state]
+    if missing:
+        raise ValueError(
+            f"{source!r} is not a torchvision GoogLeNet state dict: key {missing[0]!r} is "
+            f"missing ({len(missing)} missing in all)."
+        )
+    extra = sorted(k for k in state if k not in names and not k.endswith(_IGNORED_SUFFIX))
+    if extra:
+        raise ValueError(
+            f"{source!r} is not a torchvision GoogLeNet state dict: unexpected key {extra[0]!r} "
+            f"({len(extra)} unexpected in all)."
+        )
+    arrays = {}
+    for layer, key, kind in expected:
+        value = state[key]
+        rank = {"conv.weight": 4, "weight": 2}.get(_suffix(key, kind), 1)
+        if value.ndim != rank:
+            raise ValueError(
+                f"{source!r}: key {key!r} has shape {tuple(value.shape)}; expected "
+                f"{rank} dimensions."
+            )
+        if rank == 4:
+            value = value.transpose(2, 3, 1, 0)
+        elif rank == 2:
+            value = value.T
+            if layer in (f"{h}_fc" for h in architecture.AUX_HEADS) and channels_last:
+                value = _chw_to_hwc_rows(value, key, source)
+        # Keras has the convolution (`layer`) and its BatchNorm (`layer_bn`) apart.
+        target = f"{layer}_bn" if _suffix(key, kind).startswith("bn.") else layer
+        arrays.setdefault(target, []).append(np.ascontiguousarray(value, dtype="float32"))
+    return arrays
+
+
+def _suffix(key, kind):
+    """`conv.weight`, `bn.bias`, ... for conv modules; `weight` / `bias` for dense ones."""
+    parts = key.split(".")
+    return ".".join(parts[-2:]) if kind == "conv" else parts[-1]
+
+
+def _chw_to_hwc_rows(kernel, key, source):
+    """Reorders a dense kernel's input rows from (C, H, W) to (H, W, C) order."""
+    side = architecture.AUX_POOL_SIDE
+    rows = kernel.shape[0]
+    if rows % (side * side):
+        raise ValueError(
+            f"{source!r}: key {key!r} has {rows} inputs; expected a multiple of "
+            f"{side * side} (a {side}x{side} map)."
+        )
+    channels = rows // (side * side)
+    return kernel.reshape(channels, side, side, -1).transpose(1, 2, 0, 3).reshape(rows, -1)

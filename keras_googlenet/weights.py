@@ -1,0 +1,226 @@
+"""What `GoogLeNet(weights=...)` accepts, and loading it into the built model.
+
+`weights` is one of:
+    - `None`: random initialisation;
+    - `"imagenet"` (any key of `pretrained.PRETRAINED_WEIGHTS`): torchvision's
+      published weights, downloaded once and cached converted;
+    - a path to a torchvision GoogLeNet state dict (`.pth` / `.pt`);
+    - a path to a Keras weights file (`.weights.h5` / `.keras`) saved from a
+      GoogLeNet of the same configuration (a `model_config.json` beside it is
+      checked against the requested one).
+
+The first two kinds are "pretrained": they need torchvision's variant of the
+network (`architecture.TORCHVISION_OPTIONS`), which `resolve_options` chooses.
+"""
+
+import os
+import warnings
+
+from keras_googlenet import architecture, pretrained
+from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+
+KERAS_SUFFIXES = (".weights.h5", ".keras")
+TORCH_SUFFIXES = (".pth", ".pt")
+
+
+def is_pretrained(weights):
+    """Whether `weights` names torchvision weights (a registry key or a .pth path)."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return False
+    text = os.fspath(weights)
+    return text in pretrained.PRETRAINED_WEIGHTS or text.endswith(TORCH_SUFFIXES)
+
+
+def resolve_options(weights, arguments, options):
+    """The architecture options and `aux_logits` for `GoogLeNet`'s arguments.
+
+    Args:
+        weights: `GoogLeNet`'s `weights` argument.
+        arguments: The other arguments pretrained weights constrain
+            (include_top, classes, stem, batch_norm, width, blocks, aux_logits).
+        options: The `ARCHITECTURE_OPTIONS` arguments as given (`None`: default).
+
+    Returns:
+        A dict with every architecture option and `aux_logits` resolved.
+
+    Raises:
+        ValueError: If pretrained weights are asked for with an argument they
+            cannot fit; the message names it.
+    """
+    if not is_pretrained(weights):
+        resolved = {k: architecture.PAPER_OPTIONS[k] if v is None else v
+                    for k, v in options.items()}
+        aux = arguments["aux_logits"]
+        return {**resolved, "aux_logits": True if aux is None else aux}
+    wanted = architecture.TORCHVISION_OPTIONS
+    for name, value in options.items():
+        if value is not None and value != wanted[name]:
+            raise ValueError(
+                f"weights={os.fspath(weights)!r} are torchvision's GoogLeNet, which needs "
+                f"{name}={wanted[name]!r}. Received: {name}={value!r}"
+            )
+    constraints = {"stem": "imagenet", "batch_norm": True, "width": 1.0}
+    for name, value in constraints.items():
+        if arguments[name] != value:
+            raise ValueError(
+                f"weights={os.fspath(weights)!r} fit only {name}={value!r}. "
+                f"Received: {name}={arguments[name]!r}"
+            )
+    blocks = arguments["blocks"]
+    if blocks is not None and tuple(map(tuple, blocks)) != architecture.PAPER_BLOCKS:
+        raise ValueError(
+            f"weights={os.fspath(weights)!r} fit only the paper's block table (blocks=None). "
+            f"Received: blocks={blocks!r}"
+        )
+    entry = pretrained.PRETRAINED_WEIGHTS.get(os.fspath(weights))
+    if entry and arguments["include_top"] and arguments["classes"] != entry["classes"]:
+        raise ValueError(
+            f"weights={os.fspath(weights)!r} with include_top=True has {entry['classes']} "
+            "classes; for other classes use include_top=False (features) or build the model "
+            "with weights=None and call keras_googlenet.load_backbone_weights. "
+            f"Received: classes={arguments['classes']!r}"
+        )
+    aux = arguments["aux_logits"]
+    return {**wanted, "aux_logits": False if aux is None else aux}
+
+
+def validate_weights(weights, config):
+    """Checks `weights` before the model is built; returns it (a path as str).
+
+    Raises:
+        ValueError: For an unknown string, a missing file, or a Keras weights
+            file saved from a different configuration.
+    """
+    if weights is None:
+        return None
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if path in pretrained.PRETRAINED_WEIGHTS:
+            return path
+        if path.endswith(KERAS_SUFFIXES + TORCH_SUFFIXES):
+            if not os.path.isfile(path):
+                raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+            if path.endswith(KERAS_SUFFIXES):
+                _check_saved_config(path, config)
+            return path
+    raise ValueError(
+        f"`weights` must be None (random initialisation), one of "
+        f"{sorted(pretrained.PRETRAINED_WEIGHTS)}, or the path to an existing "
+        f"torchvision state dict ({', '.join(TORCH_SUFFIXES)}) or Keras weights file "
+        f"({', '.join(KERAS_SUFFIXES)}). Received: weights={weights!r}"
+    )
+
+
+def load_weights(model, weights, config):
+    """Loads validated `weights` into `model`, built from `config`."""
+    if is_pretrained(weights):
+        arrays = pretrained.keras_arrays(weights)
+        pretrained.assign(model, arrays, source=weights, skip=())
+        if config.include_top and config.aux_logits:
+            warnings.warn(
+                f"The auxiliary heads of weights={weights!r} are not trained (torchvision "
+                "released them untrained); train them before relying on their outputs, or "
+                "pass aux_logits=False.",
+                stacklevel=3,
+            )
+        return
+    try:
+        # A mismatched file makes Keras warn ("Skipping nested container...")
+        # before it raises: keep the warnings only if the load succeeds.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(weights)
+    except Exception as e:  # Keras raises several types for a mismatched file.
+        raise ValueError(
+            f"Could not load weights into this GoogLeNet configuration. "
+            f"Received: weights={weights!r} ({type(e).__name__}: {e})"
+        ) from e
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def load_backbone_weights(model, weights="imagenet"):
+    """Loads pretrained weights into every layer of `model` except its heads.
+
+    For fine-tuning: build the model for your classes with torchvision's
+    architecture options, then load the ImageNet backbone:
+
+        >>> model = keras_googlenet.GoogLeNet(classes=5, **keras_googlenet.TORCHVISION_OPTIONS)
+        >>> keras_googlenet.load_backbone_weights(model, "imagenet")
+
+    Args:
+        model: A GoogLeNet built with `architecture.TORCHVISION_OPTIONS`, the
+            ImageNet stem, BatchNorm and width 1 (any classes and input size).
+        weights: `"imagenet"` or the path to a torchvision GoogLeNet state dict.
+
+    Returns:
+        The names of the layers that were loaded.
+
+    Raises:
+        ValueError: If `weights` is not pretrained weights, or the model's
+            layers do not fit them (the message names the first one).
+    """
+    if not is_pretrained(weights):
+        raise ValueError(
+            f"`weights` must be one of {sorted(pretrained.PRETRAINED_WEIGHTS)} or the path to "
+            f"a torchvision GoogLeNet state dict ({', '.join(TORCH_SUFFIXES)}). "
+            f"Received: weights={weights!r}"
+        )
+    if isinstance(weights, str) and weights not in pretrained.PRETRAINED_WEIGHTS:
+        if not os.path.isfile(weights):
+            raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+    differing = {k: v for k, v in _visible_options(model).items()
+                 if v != architecture.TORCHVISION_OPTIONS[k]}
+    if differing:
+        raise ValueError(
+            f"weights={os.fspath(weights)!r} need a GoogLeNet built with "
+            f"keras_googlenet.TORCHVISION_OPTIONS. Received a model with "
+            + ", ".join(f"{k}={v!r}" for k, v in differing.items())
+        )
+    arrays = pretrained.keras_arrays(weights)
+    return pretrained.assign(model, arrays, source=weights, skip=architecture.HEADS)
+
+
+def _visible_options(model):
+    """The architecture options `model`'s layers show (ceil_mode is invisible on
+    even sides, where it equals "same" padding, so it is not checked)."""
+    names = {layer.name for layer in model.layers}
+    found = {
+        "large_branch_kernel": model.get_layer("inception_3a_5x5").kernel_size[0],
+        "stage5_pool_size": model.get_layer("pool4_3x3_s2").pool_size[0],
+        "stem_padding": "symmetric" if "conv1_pad" in names else "same",
+    }
+    if "aux1_pool" in names:
+        pool = model.get_layer("aux1_pool")
+        adaptive = type(pool).__name__.startswith("Adaptive")
+        # Small maps pool adaptively under "paper" too: only a fixed pool is telling.
+        if not adaptive:
+            found["aux_pool"] = "paper"
+    return found
+
+
+def _check_saved_config(path, config):
+    """Compares `config` with the `model_config.json` saved beside a weights file.
+
+    The fields that do not change the weights' shapes (name, dropout rates,
+    classifier activation, input size, pooling, preprocessing) may differ; any
+    other difference is an error naming the fields, instead of Keras's
+    shape-mismatch message.
+    """
+    saved_path = os.path.join(os.path.dirname(os.path.abspath(path)), MODEL_CONFIG_FILE)
+    if not os.path.isfile(saved_path):
+        return
+    saved = GoogLeNetConfig.load(saved_path)
+    # Fields without weights of their own. (input_shape too: the auxiliary
+    # heads always flatten a 4x4 map, so every input size fits the same weights.)
+    free = {"name", "dropout", "aux_dropout", "classifier_activation", "input_shape",
+            "pooling", "include_preprocessing"}
+    differing = [f for f in config.differences(saved) if f not in free]
+    if differing:
+        values = ", ".join(
+            f"{f}={getattr(config, f)!r} (saved: {getattr(saved, f)!r})" for f in differing
+        )
+        raise ValueError(
+            f"The weights were saved from a different GoogLeNet configuration "
+            f"({saved_path}). Received: {values}"
+        )
