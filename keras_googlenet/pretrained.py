@@ -102,6 +102,8 @@ def _download(name, entry):
     import keras
 
     url = entry["url"]
+    # get_file falls back to /tmp/.keras when the cache folder does not exist yet.
+    os.makedirs(cache_dir(), exist_ok=True)
     try:
         path = keras.utils.get_file(
             entry["file_name"], origin=url, cache_subdir=CACHE_SUBDIR,
@@ -149,19 +151,21 @@ def assign(model, arrays, *, source, skip):
         ):
             continue
         values = arrays.get(layer.name)
-        base = layer.name[:-3] if layer.name.endswith("_bn") else layer.name
-        module = torch_weights.TORCH_MODULES.get(base, (layer.name,))[0]
+        keys = torch_weights.torch_keys(layer.name) or [layer.name]
         if values is None:
             raise ValueError(
                 f"weights={os.fspath(source)!r} have nothing for layer {layer.name!r} "
-                f"(torchvision module {module!r})."
+                f"(state-dict key {keys[0]!r})."
             )
         mine = [tuple(w.shape) for w in layer.weights]
         theirs = [tuple(v.shape) for v in values]
         if mine != theirs:
+            i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), 0)
+            key = keys[i] if i < len(keys) else keys[0]
             raise ValueError(
-                f"weights={os.fspath(source)!r}: torchvision module {module!r} has shapes "
-                f"{theirs} but layer {layer.name!r} expects {mine}."
+                f"weights={os.fspath(source)!r}: key {key!r} does not fit layer "
+                f"{layer.name!r} (converted shape {theirs[i] if i < len(theirs) else None}, "
+                f"expected {mine[i]})."
             )
         layer.set_weights(values)
         loaded.append(layer.name)

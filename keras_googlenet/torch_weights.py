@@ -141,6 +141,18 @@ def to_keras_arrays(state, source, channels_last=True):
     return arrays
 
 
+def torch_keys(layer):
+    """The state-dict keys of one of our layers, in its weight order (else [])."""
+    base = layer[:-3] if layer.endswith("_bn") else layer
+    if base not in TORCH_MODULES:
+        return []
+    module, kind = TORCH_MODULES[base]
+    if kind == "dense":
+        return [f"{module}.{k}" for k in _DENSE_KEYS]
+    keys = _CONV_KEYS[1:] if layer.endswith("_bn") else _CONV_KEYS[:1]
+    return [f"{module}.{k}" for k in keys]
+
+
 def _suffix(key, kind):
     """`conv.weight`, `bn.bias`, ... for conv modules; `weight` / `bias` for dense ones."""
     parts = key.split(".")
