@@ -43,9 +43,61 @@ _FEATURE_PROPERTIES, _IMAGE_PROPERTIES = 1, 2  # union ContentProperties
 _NORMALIZATION_OPTIONS = 1  # union ProcessUnitOptions
 _RGB = 1  # enum ColorSpaceType
 _TENSOR_AXIS_LABELS = 2  # enum AssociatedFileType
-#: The converter aligns weight buffers to 16 bytes (`force_align: 16` in the
-#: TFLite schema); re-packing keeps that (the generated Python code would not).
+#: Alignment of the re-packed weight buffers: the TFLite schema asks for 16
+#: (`force_align: 16` on `Buffer.data`), which the generated Python code ignores
+#: (it would place them at any byte; the converter's own file has them 4-aligned).
 _BUFFER_ALIGNMENT = 16
+
+
+#: The general fields `export(..., metadata={...})` may set.
+METADATA_FIELDS = ("name", "description", "version", "author", "license")
+
+
+def resolve_metadata(metadata, defaults):
+    """The general metadata fields to embed, or None for `metadata=False`.
+
+    Args:
+        metadata: True (the `defaults`), False / None (embed nothing), or a dict
+            of `METADATA_FIELDS` overriding the defaults (a None value leaves
+            that field out).
+        defaults: The default value of every field in `METADATA_FIELDS`.
+
+    Raises:
+        ExportError: For another type, an unknown field, or a value that is not
+            a non-empty string; or if the `flatbuffers` package is missing.
+    """
+    if metadata is None or metadata is False:
+        return None
+    if metadata is True:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise ExportError(
+            f"metadata must be True, False or a dict of {', '.join(METADATA_FIELDS)}. "
+            f"Received: metadata={metadata!r}"
+        )
+    unknown = sorted(set(metadata) - set(METADATA_FIELDS))
+    if unknown:
+        raise ExportError(
+            f"Unknown metadata field(s) {unknown}; choose from {', '.join(METADATA_FIELDS)}."
+        )
+    fields = {**defaults, **metadata}
+    for key, value in fields.items():
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ExportError(
+                f"metadata[{key!r}] must be a non-empty string or None. Received: {value!r}"
+            )
+        if value is not None and not _is_utf8(value):
+            raise ExportError(f"metadata[{key!r}] is not valid UTF-8 text. Received: {value!r}")
+    _flatbuffers()  # fail before anything is written
+    return fields
+
+
+def _is_utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes read with
+        return False  # errors="surrogateescape"
+    return True
 
 
 def _flatbuffers():
