@@ -215,6 +215,13 @@ def test_metadata_fields_read_back(exported):
         # Weight buffers keep the converter's 16-byte alignment after re-packing.
         starts = [start for start, _ in buffers(data)]
         assert len(starts) > 20 and all(start % 16 == 0 for start in starts)
+    # The size benchmark's breakdown accounts for every byte of these files.
+    from benchmarks.tflite_size_breakdown import breakdown
+
+    parts = breakdown(data)
+    assert sum(parts.values()) == len(data) and min(parts.values()) >= 0
+    assert parts["our TFLite metadata"] == len(raw) and parts["zipped labels.txt"] > 0
+    assert parts["weights int8"] > parts["quantization parameters"] > 0  # the int8 file
     assert report["metadata"]["embedded"] is True
     assert report["metadata"]["fields"]["author"] == "Test Author"
     assert all(a["metadata_bytes"] > 0 for a in report["artifacts"])
