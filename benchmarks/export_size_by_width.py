@@ -25,29 +25,40 @@ from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.fileio import atomic_write_json
 
 
-def measure(widths, *, stem="cifar", size=32, classes=10, seed=0):
+def trained_like_model(width, *, stem="cifar", size=32, classes=10, seed=0):
+    """A GoogLeNet with random weights and random trained-like BatchNorm statistics."""
     import keras
     import numpy as np
 
-    from keras_googlenet import build_model, count_flops, inference_model
+    from keras_googlenet import build_model
+
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    model = build_model(GoogLeNetConfig(stem=stem, classes=classes, width=width,
+                                        input_shape=(size, size, 3)))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                gamma * rng.uniform(0.5, 1.5, gamma.shape),
+                rng.normal(0, 0.1, beta.shape),
+                rng.normal(0, 0.5, mean.shape),
+                rng.uniform(0.5, 2.0, var.shape),
+            ])
+    return model
+
+
+def measure(widths, *, stem="cifar", size=32, classes=10, seed=0):
+    import numpy as np
+
+    from keras_googlenet import count_flops, inference_model
     from keras_googlenet.export import convert_model
 
     rng = np.random.default_rng(seed)
     calibration = rng.integers(0, 256, (32, size, size, 3), dtype=np.uint8)
     rows = []
     for width in widths:
-        keras.utils.set_random_seed(seed)
-        model = build_model(GoogLeNetConfig(stem=stem, classes=classes, width=width,
-                                            input_shape=(size, size, 3)))
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                gamma, beta, mean, var = layer.get_weights()
-                layer.set_weights([
-                    gamma * rng.uniform(0.5, 1.5, gamma.shape),
-                    rng.normal(0, 0.1, beta.shape),
-                    rng.normal(0, 0.5, mean.shape),
-                    rng.uniform(0.5, 2.0, var.shape),
-                ])
+        model = trained_like_model(width, stem=stem, size=size, classes=classes, seed=seed)
         sizes = {
             fmt: len(convert_model(model, fmt, calibration_images=calibration))
             for fmt in ("float32", "int8")

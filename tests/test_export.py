@@ -251,3 +251,57 @@ def test_old_command_says_where_the_cli_moved(repo):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "python -m training.export" in lines[-1]
     assert result.stdout == ""
+
+
+# ---------------------------------------------------------------------------
+# TFLite metadata (issue 14): bad input, and turning it off
+# ---------------------------------------------------------------------------
+
+
+def test_bad_labels_and_metadata_are_clear_errors(model, tmp_path, monkeypatch):
+    cases = [
+        ({"labels": ["a_red", "caf\udce9", "c"]}, "not valid UTF-8"),
+        ({"labels": ["a", "", "c"]}, "non-empty single lines"),
+        ({"labels": ["a", "b"]}, "2 labels for a model with 3 classes"),
+        ({"metadata": "yes"}, "metadata must be True, False or a dict"),
+        ({"metadata": {"colour": "red"}}, r"Unknown metadata field\(s\) \['colour'\]"),
+        ({"metadata": {"author": " "}}, r"metadata\['author'\] must be a non-empty string"),
+        ({"metadata": {"license": "\udcff"}}, r"metadata\['license'\] is not valid UTF-8"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ex.ExportError, match=match):
+            ex.export(model, tmp_path / "x", formats="float32", log=lambda msg: None, **kwargs)
+    # Asked for, but the package that writes it is missing: said before anything is written.
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)
+    with pytest.raises(ex.ExportError, match="`flatbuffers` package is not installed.*"
+                       "--no-metadata"):
+        ex.export(model, tmp_path / "x", formats="float32", log=lambda msg: None)
+    assert listing(tmp_path) == []
+
+
+def test_read_labels_refuses_empty_lines_and_other_encodings(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("cat\ndog\n")
+    assert ex.read_labels(path) == ["cat", "dog"]
+    path.write_text("cat\n\ndog\n")
+    with pytest.raises(ex.ExportError, match="has an empty line 2"):
+        ex.read_labels(path)
+    path.write_bytes("cat\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ex.ExportError, match=r"is not UTF-8 text \(byte 7: b'\\xe9'\)"):
+        ex.read_labels(path)
+
+
+def test_export_without_metadata_says_so_and_writes_plain_files(model, images, tmp_path):
+    from ai_edge_litert import schema_py_generated as tfl
+
+    x, _ = images
+    logged = []
+    report = ex.export(model, tmp_path / "plain", formats="float32", labels=CLASSES,
+                       metadata=False, eval_images=x[:8], repeats=1, log=logged.append)
+    assert logged.count(ex.NO_METADATA_NOTE) == 1 and "not embedded" in ex.NO_METADATA_NOTE
+    data = (tmp_path / "plain" / "model_float32.tflite").read_bytes()
+    model_fb = tfl.Model.GetRootAsModel(bytearray(data), 0)
+    names = [model_fb.Metadata(i).Name() for i in range(model_fb.MetadataLength())]
+    assert b"TFLITE_METADATA" not in names and ex.embedded_files(data) == {}
+    assert report["metadata"]["embedded"] is False
+    assert report["artifacts"][0]["metadata_bytes"] == 0

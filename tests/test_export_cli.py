@@ -326,6 +326,21 @@ def test_bad_format_and_head(model_file, tmp_path, capsys):
            status=2)
 
 
+def test_bad_labels_file_and_metadata_flags(workdir, model, tmp_path, capsys):
+    run = make_run(workdir, model, "badlabels")
+    labels = os.path.join(run, "labels.txt")
+    argv = [run, "--name", "x", "--export-dir", str(tmp_path), "--formats", "float32"]
+    for content, match in [(b"a_red\n\nc_blue\n", "has an empty line 2"),
+                           (b"a_red\nb_gr\xfcn\nc_blue\n", "is not UTF-8 text"),
+                           (b"a_red\nb_green\n", "Got 2 labels for a model with 3 classes")]:
+        with open(labels, "wb") as f:
+            f.write(content)
+        _fails(argv, capsys, match, status=1)
+    _fails(argv + ["--no-metadata", "--model-author", "me"], capsys,
+           "--model-author cannot be combined with --no-metadata", status=2)
+    assert listing(tmp_path) == []
+
+
 def test_command_line_exit_status(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "training.export", str(tmp_path / "missing.keras"),

@@ -151,7 +151,7 @@ def resolve_image_dir(path):
 def export_run(model_path, name, *, export_dir="saved_models", formats=None,
                calibration_data=None, eval_data=None, head=MAIN_HEAD, overwrite=False,
                calibration_samples=256, eval_samples=1000, threads=1, repeats=50, seed=0,
-               log=print, command=None):
+               metadata=True, log=print, command=None):
     """Exports `model_path` (a `.keras` file or run folder) to `export_dir/name/`.
 
     Calibration images (for `int8`) come from `calibration_data` (an image
@@ -160,7 +160,8 @@ def export_run(model_path, name, *, export_dir="saved_models", formats=None,
     one sub-folder per class), the run's held-out validation split, the
     calibration images (not held out), or random images (agreement only).
 
-    `formats` defaults to all of `keras_googlenet.export.FORMATS`.
+    `formats` defaults to all of `keras_googlenet.export.FORMATS`; `metadata`
+    is `keras_googlenet.export.export`'s (True, False or a dict of fields).
 
     Returns:
         The report (also written to `export_report.json`), a dict.
@@ -182,7 +183,7 @@ def export_run(model_path, name, *, export_dir="saved_models", formats=None,
                            calibration_data=calibration_data, eval_data=eval_data,
                            overwrite=overwrite, calibration_samples=calibration_samples,
                            eval_samples=eval_samples, threads=threads, repeats=repeats,
-                           seed=seed, log=log, command=command)
+                           seed=seed, metadata=metadata, log=log, command=command)
 
 
 @contextlib.contextmanager
@@ -221,8 +222,8 @@ def _scratch_temp_folder(destination):
 
 
 def _export_run(model_path, destination, *, formats, head, calibration_data, eval_data,
-                overwrite, calibration_samples, eval_samples, threads, repeats, seed, log,
-                command):
+                overwrite, calibration_samples, eval_samples, threads, repeats, seed, metadata,
+                log, command):
     source = load_source(model_path)
     _, hw = ex.check_exportable(source.model, head, source.path)
     labels = ex.resolve_labels(source.labels, ex.num_classes(source.model, head))
@@ -268,8 +269,8 @@ def _export_run(model_path, destination, *, formats, head, calibration_data, eva
     return ex.export(
         source.model, destination, formats=formats, labels=labels, config=source.model_config,
         head=head, overwrite=overwrite, calibration_samples=calibration_samples,
-        eval_samples=eval_samples, threads=threads, repeats=repeats, seed=seed, log=log,
-        command=command, source=source.path, **images,
+        eval_samples=eval_samples, threads=threads, repeats=repeats, seed=seed,
+        metadata=metadata, log=log, command=command, source=source.path, **images,
     )
 
 
@@ -289,6 +290,13 @@ def build_parser():
                      help="comma-separated subset of %(default)s (default: all)")
     out.add_argument("--overwrite", action="store_true", help="replace an existing export")
     add_framework_logs_flag(out)
+    meta = parser.add_argument_group(
+        "TFLite metadata (read by MediaPipe Tasks and Android Studio; labels are embedded too)")
+    meta.add_argument("--no-metadata", action="store_true",
+                      help="write plain .tflite files (labels only in labels.txt)")
+    for field in ("author", "license", "version"):
+        meta.add_argument(f"--model-{field}", metavar=field.upper(),
+                          help=f"the metadata's {field} field")
     net = parser.add_argument_group("network")
     net.add_argument("--head", choices=HEADS, default=MAIN_HEAD,
                      help="which classifier to deploy; aux1/aux2 export the cheaper early-exit "
@@ -309,6 +317,18 @@ def build_parser():
     return parser
 
 
+def _metadata_argument(args):
+    """`export`'s `metadata` argument from --no-metadata and --model-author/license/version."""
+    given = {field: getattr(args, f"model_{field}") for field in ("author", "license", "version")
+             if getattr(args, f"model_{field}") is not None}
+    if args.no_metadata:
+        if given:
+            flags = ", ".join(f"--model-{field}" for field in given)
+            raise UsageError(f"{flags} cannot be combined with --no-metadata")
+        return False
+    return given or True
+
+
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -320,6 +340,7 @@ def main(argv=None):
                 raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
         if not 0 <= args.seed < 2**32:
             raise UsageError(f"--seed must be from 0 to {2**32 - 1}; got {args.seed}")
+        metadata = _metadata_argument(args)
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
@@ -329,7 +350,7 @@ def main(argv=None):
             calibration_data=args.calibration_data, eval_data=args.eval_data, head=args.head,
             overwrite=args.overwrite, calibration_samples=args.calibration_samples,
             eval_samples=args.eval_samples, threads=args.threads, repeats=args.repeats,
-            seed=args.seed, log=lambda msg: print(msg, file=sys.stderr),
+            seed=args.seed, metadata=metadata, log=lambda msg: print(msg, file=sys.stderr),
             command=shlex.join(["python", "-m", "training.export", *argv]),
         )
     except ex.ExportError as e:

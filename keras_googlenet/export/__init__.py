@@ -14,7 +14,11 @@
   `model_dynamic.tflite` (int8 weights, float activations) and `model_int8.tflite`
   (full integer, calibrated on training images), all batch 1 with input
   `uint8 [1, H, W, 3]` and output `[1, classes]` (float32 probabilities, or uint8
-  probabilities with scale 1/256 for `int8`), TFLite builtin ops only;
+  probabilities with scale 1/256 for `int8`), TFLite builtin ops only, each
+  with TFLite metadata (model description, input image and normalization,
+  output, and `labels.txt` as an associated file) that MediaPipe Tasks'
+  `ImageClassifier` and Android Studio's model binding read (`metadata=False`
+  leaves it out);
 - `labels.txt` (class names in output order), `model_config.json` (the model's
   `GoogLeNetConfig`, when given) and `export_report.json` (size, LiteRT latency
   and agreement of every artifact with the Keras model).
@@ -24,7 +28,8 @@ it is either a complete export or absent; it gets the user's default permissions
 
 One role per module: `serving` (the deployment graph and its input/output
 contract), `saved_model`, `tflite` (conversion and the builtin-ops check),
-`litert` (running `.tflite` files), `labels` (the files describing an export),
+`litert` (running `.tflite` files), `metadata` (TFLite metadata inside the
+`.tflite` files), `labels` (the files describing an export),
 `report`, `exporter` (`export`, all of it with checks) and `errors`. To add a
 format, add its converter beside `tflite` and a row in `exporter`.
 
@@ -50,7 +55,13 @@ _LAZY = {
     "write_labels": "labels",
     "write_model_config": "labels",
     "LiteRTClassifier": "litert",
+    "METADATA_FIELDS": "metadata",
+    "METADATA_NAME": "metadata",
+    "embed_metadata": "metadata",
+    "embedded_files": "metadata",
+    "model_metadata": "metadata",
     "METADATA_NOTE": "report",
+    "NO_METADATA_NOTE": "report",
     "REPORT_FILE": "report",
     "format_report": "report",
     "export_saved_model": "saved_model",
@@ -93,7 +104,10 @@ __all__ = [
     "INPUT_NAME",
     "LABELS_FILE",
     "LiteRTClassifier",
+    "METADATA_FIELDS",
+    "METADATA_NAME",
     "METADATA_NOTE",
+    "NO_METADATA_NOTE",
     "OUTPUT_NAME",
     "REPORT_FILE",
     "TFLITE_FORMATS",
@@ -103,11 +117,14 @@ __all__ = [
     "convert_model",
     "convert_saved_model",
     "deployment_model",
+    "embed_metadata",
+    "embedded_files",
     "export",
     "export_saved_model",
     "format_report",
     "input_size",
     "keras_probabilities",
+    "model_metadata",
     "num_classes",
     "parse_formats",
     "read_labels",

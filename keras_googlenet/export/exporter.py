@@ -6,6 +6,7 @@ run, a dataset) is the caller's business. `python -m training.export` is the
 command-line front end that reads a training run folder.
 """
 
+import functools
 import numbers
 import os
 import shutil
@@ -19,7 +20,8 @@ from keras_googlenet.export.errors import export_directory, one_line
 from keras_googlenet.export.labels import LABELS_FILE, resolve_labels, write_labels
 from keras_googlenet.export.labels import write_model_config
 from keras_googlenet.export.litert import LiteRTClassifier
-from keras_googlenet.export.report import METADATA_NOTE, REPORT_FILE
+from keras_googlenet.export.metadata import embed_metadata, model_metadata, resolve_metadata
+from keras_googlenet.export.report import NO_METADATA_NOTE, REPORT_FILE, metadata_summary
 from keras_googlenet.export.report import add_float32_ratios, compare, environment, targets
 from keras_googlenet.export.saved_model import load_signature, saved_model_latency_ms
 from keras_googlenet.export.saved_model import saved_model_probabilities, write_saved_model
@@ -95,8 +97,21 @@ def _saved_model_row(model, tmp, head, sample, reference, sample_y, repeats):
     }
 
 
+def _default_metadata(directory, head, hw, classes):
+    from keras_googlenet import __version__
+
+    return {
+        "name": os.path.basename(directory),
+        "description": f"GoogLeNet (Inception v1) image classifier: {classes} classes, "
+        f"{hw[0]}x{hw[1]} RGB input, head {head!r}; exported by keras-googlenet {__version__}.",
+        "version": None,
+        "author": "keras-googlenet",
+        "license": "Apache-2.0",
+    }
+
+
 def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_y, *, threads,
-                 repeats, log, directory):
+                 repeats, log, directory, embed):
     rows = []
     # The batch-1 SavedModel the converter reads: beside the export, not in the
     # system temp folder, so that a kill leaves it where the next export of
@@ -108,12 +123,14 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
             log(f"Converting {fmt} ...")
             flatbuffer = convert_saved_model(batch1, fmt, calibration)
             file = tflite_filename(fmt)
-            atomic_write_bytes(os.path.join(tmp, file), flatbuffer)
+            data = flatbuffer if embed is None else embed(flatbuffer)
+            atomic_write_bytes(os.path.join(tmp, file), data)
             runner = LiteRTClassifier(os.path.join(tmp, file), num_threads=threads)
             rows.append({
                 "format": fmt,
                 "file": file,
-                "size_bytes": len(flatbuffer),
+                "size_bytes": len(data),
+                "metadata_bytes": len(data) - len(flatbuffer),
                 "runtime": f"LiteRT Interpreter (XNNPACK), num_threads={threads}",
                 "latency_ms": runner.latency_ms(sample[0], repeats=repeats),
                 **compare(runner.predict(sample), reference, sample_y),
@@ -126,14 +143,15 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
 
 
 def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=MAIN_HEAD,
-           overwrite=False, calibration_images=None, calibration_data=None, eval_images=None,
+           metadata=True, overwrite=False, calibration_images=None, calibration_data=None, eval_images=None,
            eval_labels=None, eval_data=None, calibration_samples=256, eval_samples=1000,
            threads=1, repeats=50, seed=0, log=print, command=None, source=None,
            calibration_source=None, eval_source=None):
     """Exports one head of `model` to `directory` and checks every artifact against Keras.
 
     Writes the requested `formats` (see `FORMATS`: the SavedModel and the
-    float32, float16, dynamic and int8 TFLite files), `labels.txt`,
+    float32, float16, dynamic and int8 TFLite files, each with TFLite metadata
+    and the labels embedded, see `keras_googlenet.export.metadata`), `labels.txt`,
     `model_config.json` (when `config` is given) and `export_report.json`,
     after running every artifact on a sample of images and comparing it with
     the Keras model. The folder appears complete or not at all, with the
@@ -152,6 +170,10 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         labels: Class names in output order, or None (`"0"`, `"1"`, ...).
         config: The model's `GoogLeNetConfig`, or None.
         head: `"main"`, `"aux1"` or `"aux2"`.
+        metadata: Embed TFLite metadata (what MediaPipe Tasks and Android
+            Studio read) in every `.tflite` file: True (default fields), False
+            (plain files, labels only in `labels.txt`), or a dict overriding
+            `name`, `description`, `version`, `author`, `license`.
         overwrite: Replace an existing non-empty `directory`.
         calibration_images, eval_images: uint8 arrays `[N, H, W, 3]`.
         calibration_data, eval_data: Image folders.
@@ -169,8 +191,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     Raises:
         ExportError: For any problem with the inputs (no `head` output, int8
             without calibration images, unreadable images, labels or `config`
-            that do not fit, an existing export without `overwrite`, a model
-            needing non-builtin ops).
+            that do not fit, bad `metadata` fields, an existing export without
+            `overwrite`, a model needing non-builtin ops).
     """
     formats = parse_formats(formats)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -180,6 +202,13 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     deploy, hw = check_exportable(model, head, source)
     classes = num_classes(model, head)
     labels = resolve_labels(labels, classes)
+    fields = resolve_metadata(metadata, _default_metadata(directory, head, hw, classes))
+    embed = None
+    if fields is not None:
+        meta = model_metadata(**fields, input_name=INPUT_NAME, input_size=hw,
+                              output_name=OUTPUT_NAME, labels_name=LABELS_FILE)
+        files = {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode("utf-8")}
+        embed = functools.partial(embed_metadata, metadata=meta, files=files)
 
     calibration = None
     if "int8" in formats:
@@ -216,6 +245,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         eval_source = "random uint8 images (no images given; agreement only)"
     sample = np.ascontiguousarray(sample)
 
+    if fields is None and any(f in TFLITE_FORMATS for f in formats):
+        log(NO_METADATA_NOTE)
     log(f"Exporting {source or model.name} (head {head!r}, {hw[0]}x{hw[1]}, {classes} classes) "
         f"to {directory}")
     reference = keras_probabilities(model, sample, head=head)
@@ -229,7 +260,7 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         if fmts:
             artifacts += _tflite_rows(model, tmp, head, fmts, calibration, sample, reference,
                                       sample_y, threads=threads, repeats=repeats, log=log,
-                                      directory=directory)
+                                      directory=directory, embed=embed)
         add_float32_ratios(artifacts)
         if config is not None:
             write_model_config(tmp, config, model)
@@ -279,7 +310,7 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
             "keras": keras_row,
             "artifacts": artifacts,
             "targets": targets(artifacts, sample_y is not None),
-            "metadata": {"embedded": False, "note": METADATA_NOTE},
+            "metadata": metadata_summary(fields),
             "environment": environment(),
         }
         atomic_write_json(os.path.join(tmp, REPORT_FILE), report)

@@ -19,7 +19,9 @@ def resolve_labels(labels, classes):
     """Returns a list of `classes` label strings (`"0"`, `"1"`, ... when `labels` is None).
 
     Raises:
-        ExportError: If the count differs from `classes` or a label is empty or multi-line.
+        ExportError: If the count differs from `classes` or a label is empty,
+            multi-line or not valid UTF-8 text (they are embedded in the
+            `.tflite` files as UTF-8).
     """
     if labels is None:
         return [str(i) for i in range(classes)]
@@ -29,6 +31,10 @@ def resolve_labels(labels, classes):
     for label in labels:
         if not label.strip() or "\n" in label or "\r" in label:
             raise ExportError(f"Invalid label {label!r}: labels must be non-empty single lines.")
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates (undecodable bytes)
+            raise ExportError(f"Invalid label {label!r}: not valid UTF-8 text.") from e
     return labels
 
 
@@ -40,9 +46,27 @@ def write_labels(directory, labels):
 
 
 def read_labels(path):
-    """The non-empty lines of a labels file, in order."""
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\r\n") for line in f if line.strip()]
+    """The lines of a UTF-8 labels file (one class name a line), in order.
+
+    Raises:
+        ExportError: If the file is not UTF-8 text or has an empty line (it
+            would shift every later class name).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError as e:
+        raise ExportError(
+            f"Labels file {os.fspath(path)!r} is not UTF-8 text (byte {e.start}: "
+            f"{e.object[e.start:e.start + 1]!r})."
+        ) from e
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            raise ExportError(
+                f"Labels file {os.fspath(path)!r} has an empty line {number}; expected one "
+                "class name a line."
+            )
+    return lines
 
 
 def write_model_config(directory, config, model):

@@ -3,16 +3,32 @@
 import numpy as np
 
 from keras_googlenet.environment import describe
+from keras_googlenet.export.labels import LABELS_FILE
+from keras_googlenet.export.metadata import MIN_PARSER_VERSION
 
 #: Name of the report written beside every export.
 REPORT_FILE = "export_report.json"
 
-#: Why the labels are shipped as `labels.txt` and not embedded as TFLite metadata.
+#: What every `.tflite` file holds when metadata is embedded (see `export.metadata`).
 METADATA_NOTE = (
-    "Not embedded: the TFLite metadata writer (tflite-support 0.4.4, its last release) "
-    "requires protobuf<4 while TensorFlow 2.21 requires protobuf>=6.31.1, so it cannot be "
-    "installed beside this TensorFlow; labels ship as labels.txt."
+    "Each .tflite file holds TFLite metadata (the TFLITE_METADATA entry read by MediaPipe "
+    "Tasks and Android Studio): the fields below, the input as an RGB image with pixel range "
+    "0-255 and normalization mean 0, std 1 (feed raw pixels), the output as probabilities "
+    "0-1, and labels.txt as its associated file (zipped after the model)."
 )
+#: The one line logged (and recorded) when metadata is turned off.
+NO_METADATA_NOTE = (
+    "TFLite metadata not embedded (metadata=False / --no-metadata): the labels ship only as "
+    "labels.txt, and MediaPipe Tasks' category_name and category_allowlist will not work."
+)
+
+
+def metadata_summary(fields):
+    """The report's `metadata` entry for the embedded `fields` (None: not embedded)."""
+    if fields is None:
+        return {"embedded": False, "note": NO_METADATA_NOTE}
+    return {"embedded": True, "fields": fields, "associated_files": [LABELS_FILE],
+            "min_parser_version": MIN_PARSER_VERSION, "note": METADATA_NOTE}
 
 
 def compare(probs, reference, y=None):
