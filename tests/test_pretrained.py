@@ -290,3 +290,14 @@ def test_decode_predictions_and_class_names():
     assert top[1][0][:2] == ("n15075141", "toilet tissue")
     with pytest.raises(ValueError, match=r"Received: preds with shape \(2, 10\)"):
         kg.decode_predictions(np.zeros((2, 10)))
+
+
+def test_export_labels_for_an_imagenet_model():
+    from keras_googlenet.export.errors import ExportError
+    from keras_googlenet.export.labels import resolve_labels
+
+    assert resolve_labels("imagenet", 1000) == kg.imagenet_class_names()
+    with pytest.raises(ExportError, match="Got 1000 labels for a model with 10 classes"):
+        resolve_labels("imagenet", 10)
+    with pytest.raises(ExportError, match="Received: 'imagenet21k'"):
+        resolve_labels("imagenet21k", 1000)

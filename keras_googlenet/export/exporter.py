@@ -167,7 +167,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         model: A Keras GoogLeNet with a static input size (TensorFlow backend).
         directory: The export folder.
         formats: Formats to write, a list or a comma-separated string.
-        labels: Class names in output order, or None (`"0"`, `"1"`, ...).
+        labels: Class names in output order, None (`"0"`, `"1"`, ...), or
+            `"imagenet"` (the 1000 ImageNet names, for `weights="imagenet"`).
         config: The model's `GoogLeNetConfig`, or None.
         head: `"main"`, `"aux1"` or `"aux2"`.
         metadata: Embed TFLite metadata (what MediaPipe Tasks and Android

@@ -10,6 +10,7 @@ import os
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.export.errors import ExportError
 from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.imagenet import imagenet_class_names
 
 #: Name of the labels file written beside every export.
 LABELS_FILE = "labels.txt"
@@ -18,6 +19,10 @@ LABELS_FILE = "labels.txt"
 def resolve_labels(labels, classes):
     """Returns a list of `classes` label strings (`"0"`, `"1"`, ... when `labels` is None).
 
+    `labels="imagenet"` gives the 1000 ImageNet class names
+    (`keras_googlenet.imagenet_class_names()`), for a model with
+    `weights="imagenet"` and its top.
+
     Raises:
         ExportError: If the count differs from `classes` or a label is empty,
             multi-line or not valid UTF-8 text (they are embedded in the
@@ -25,6 +30,12 @@ def resolve_labels(labels, classes):
     """
     if labels is None:
         return [str(i) for i in range(classes)]
+    if isinstance(labels, str):
+        if labels != "imagenet":
+            raise ExportError(
+                f"`labels` must be a list of class names, None or 'imagenet'. Received: {labels!r}"
+            )
+        labels = imagenet_class_names()
     labels = [str(label) for label in labels]
     if len(labels) != classes:
         raise ExportError(f"Got {len(labels)} labels for a model with {classes} classes.")
