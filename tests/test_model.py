@@ -382,3 +382,22 @@ def test_weights_need_three_channels(tmp_path, cifar_model):
     # Without weights, other channel counts are allowed (e.g. grayscale).
     gray = GoogLeNet(stem="cifar", classes=10, width=0.25, input_shape=(32, 32, 1))
     assert gray.input_shape == (None, 32, 32, 1)
+
+
+def test_torchvision_options_pool_like_pytorch_on_odd_sides():
+    """PyTorch's sizes: conv1 floor((n + 6 - 7) / 2) + 1, ceil-mode pools ceil((n - k) / 2) + 1."""
+    model = GoogLeNet(input_shape=(99, 99, 3), classes=3, width=0.125, aux_logits=False,
+                      **kg.TORCHVISION_OPTIONS)
+    ceil_pool = lambda n, k: -(-(n - k) // 2) + 1
+    side = (99 + 6 - 7) // 2 + 1
+    assert model.get_layer("conv1_7x7_s2").output.shape[1] == side == 50
+    for layer, k in (("pool1_3x3_s2", 3), ("pool2_3x3_s2", 3), ("pool3_3x3_s2", 3),
+                     ("pool4_3x3_s2", 2)):
+        side = ceil_pool(side, k)
+        assert model.get_layer(layer).output.shape[1:3] == (side, side), layer
+    assert side == 3  # the paper's "same" pools give 4 here
+    assert GoogLeNet(input_shape=(99, 99, 3), classes=3, width=0.125, aux_logits=False
+                     ).get_layer("pool4_3x3_s2").output.shape[1] == 4
+    assert model.get_layer("inception_3a_5x5").kernel_size == (3, 3)
+    out = keras.ops.convert_to_numpy(model(_images(2, size=99), training=False))
+    assert out.shape == (2, 3) and np.isfinite(out).all()
