@@ -357,7 +357,7 @@ def test_model_uses_the_package_batch_normalization(cifar_model):
         (dict(stem="resnet"), "stem='resnet'"),
         (dict(include_top=False, pooling="mean"), "pooling='mean'"),
         (dict(pooling="max"), "pooling='max'"),
-        (dict(weights="imagenet"), "weights='imagenet'"),
+        (dict(weights="imagenet21k"), "weights='imagenet21k'"),
         (dict(weights="/nonexistent/g.weights.h5"), "does not exist"),
         (dict(blocks=[(1, 2, 3, 4, 5, 6)] * 8), "blocks="),
         (dict(blocks=[(1, 2, 3, 4, 5)] * 9), "blocks="),
