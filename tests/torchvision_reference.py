@@ -58,7 +58,10 @@ def forward(model, images, taps=()):
     return logits.numpy(), seen
 
 
-def main(images_path, out):
+def main(images_path, out=None):
+    if out is None:  # only the state dict: `python -m tests.torchvision_reference OUT_DIR`
+        torch.save(build().state_dict(), Path(images_path) / "googlenet.pth")
+        return
     out = Path(out)
     images = np.load(images_path)
     model = build()

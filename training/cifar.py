@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from keras_googlenet.architecture import HEADS, MAIN_HEAD
+from keras_googlenet.architecture import DEFAULT_INPUT_SIZE, HEADS, MAIN_HEAD
 from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import OneLineParser, UsageError, add_framework_logs_flag, one_line
@@ -130,6 +130,10 @@ def _train(config, started):
             if not config.overwrite:
                 raise
             state = "overwrite"
+    if config.weights is not None and not resumed_from:
+        # Only a run that starts from scratch loads them: a resumed one restores
+        # its own trained weights from the backup.
+        _load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
     callbacks = _callbacks(config, data, backup, history)
@@ -158,6 +162,18 @@ def _train(config, started):
         ) from e
     print_summary(results)
     return results
+
+
+def _load_pretrained(model, weights):
+    """`keras_googlenet.load_backbone_weights`, its failures as one-line ConfigErrors."""
+    from keras_googlenet import load_backbone_weights
+
+    try:
+        loaded = load_backbone_weights(model, weights)
+    except (ValueError, ImportError) as e:
+        raise ConfigError(f"--weights {weights}: {one_line(e, 300)}") from e
+    print(f"Loaded the pretrained backbone ({len(loaded)} layers) from --weights {weights}; "
+          "the heads are new")
 
 
 def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from):
@@ -362,6 +378,9 @@ def build_parser():
     g.add_argument("--stem", choices=STEMS, default=d.stem,
                    help="cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)")
     g.add_argument("--width", type=float, default=d.width, help="channel multiplier")
+    g.add_argument("--weights", default=None, metavar="imagenet|PATH.pth",
+                   help="fine-tune pretrained weights (torchvision's network, new heads; "
+                   "implies --stem imagenet and, unless given, --image-size 224)")
     g.add_argument("--batch-norm", action=bool_flag, default=d.batch_norm,
                    help="BatchNorm after every convolution (off: the 2014 network with LRN)")
     g.add_argument("--dropout", type=float, default=d.dropout,
@@ -418,6 +437,13 @@ def config_from_args(argv=None):
     for key in ("precision", "pipeline"):
         if args[key] == "auto":
             args[key] = None
+    if args["weights"] is not None:  # pretrained weights: their stem and input size by default
+        given = sys.argv[1:] if argv is None else argv
+        flags = {str(a).split("=", 1)[0] for a in given}
+        if "--stem" not in flags:
+            args["stem"] = "imagenet"
+        if "--image-size" not in flags:
+            args["image_size"] = DEFAULT_INPUT_SIZE["imagenet"]
     return TrainConfig(**args)
 
 

@@ -22,6 +22,8 @@ from keras_googlenet.architecture import (
     MIN_INPUT_SIZE,
 )
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
+from keras_googlenet.architecture import TORCHVISION_OPTIONS
+from keras_googlenet.pretrained import PRETRAINED_WEIGHTS
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.environment import accelerator, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json
@@ -95,6 +97,9 @@ class TrainConfig:
     # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
     # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
     blocks: Optional[list] = None
+    # Start from pretrained weights: "imagenet" or a torchvision GoogLeNet .pth
+    # (keras_googlenet.load_backbone_weights; the heads are new, for the data's classes).
+    weights: Optional[str] = None
     # ---- recipe -------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 128
@@ -245,6 +250,8 @@ class TrainConfig:
         ]
         checks.append(("blocks", self.blocks, self.blocks is None or _is_block_table(self.blocks),
                        f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
+        if self.weights is not None:
+            checks += _weights_checks(self)
         for flag, value, valid, requirement in checks:
             if not valid:
                 raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
@@ -266,6 +273,8 @@ class TrainConfig:
             dropout=self.dropout,
             aux_dropout=self.aux_dropout,
             blocks=self.blocks,
+            # Pretrained weights are torchvision's network (see GoogLeNet's docstring).
+            **(TORCHVISION_OPTIONS if self.weights is not None else {}),
         ).validate()
 
     # ---- JSON ---------------------------------------------------------------
@@ -327,3 +336,19 @@ def _within(value, minimum, maximum):
 
 def _fraction(value):
     return _is_num(value) and 0 <= value < 1
+
+
+def _weights_checks(config):
+    """`TrainConfig.validate`'s checks of --weights and the settings it needs."""
+    weights = config.weights
+    named = weights in PRETRAINED_WEIGHTS
+    is_file = isinstance(weights, str) and weights.endswith((".pth", ".pt")) and os.path.isfile(
+        weights)
+    return [
+        ("--weights", weights, named or is_file,
+         f"one of {sorted(PRETRAINED_WEIGHTS)} or an existing torchvision GoogLeNet .pth file"),
+        ("--stem", config.stem, config.stem == "imagenet", "imagenet with --weights"),
+        ("--width", config.width, config.width == 1, "1 with --weights"),
+        ("--batch-norm", config.batch_norm, config.batch_norm is True, "on with --weights"),
+        ("blocks", config.blocks, config.blocks is None, "the paper's table with --weights"),
+    ]
