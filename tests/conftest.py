@@ -41,7 +41,15 @@ def pytest_configure(config):
     )
 
 
+#: The longest test files (minutes each), started first: with two xdist workers
+#: (setup.cfg) a long file started last would leave one worker idle at the end.
+LONG_FILES = ("test_backends.py", "test_training_smoke.py", "test_export_mediapipe.py",
+              "test_benchmarks.py", "test_export_cli.py", "test_pretrained.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable
     backend = None
     for item in items:
         marker = item.get_closest_marker("backends")
