@@ -20,7 +20,6 @@ A run lives in `runs/<name>/`:
 and the main head is exported as a SavedModel to `saved_models/<name>/`.
 """
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -28,19 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from keras_googlenet.architecture import DEFAULT_INPUT_SIZE, HEADS, MAIN_HEAD
+from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
-from training.cli import OneLineParser, UsageError, add_framework_logs_flag, one_line
-from training.config import (
-    DATA_SOURCES,
-    PIPELINES,
-    PRECISIONS,
-    STEMS,
-    STRATEGIES,
-    ConfigError,
-    TrainConfig,
-)
+from training.cli import UsageError, one_line
+from training.config import ConfigError
+from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI's API)
 from training.run import (
     RunError,
     check_folders,
@@ -320,131 +312,6 @@ def _export(model, config, class_names, allow_overwrite):
             f"{saved} was saved; run the same command again to retry the export"
         ) from e
     return str(path)
-
-
-def build_parser():
-    """The `python -m training.cifar` argument parser (defaults from `TrainConfig`)."""
-    d = TrainConfig()
-    p = OneLineParser(
-        prog="python -m training.cifar",
-        description="Train GoogLeNet (three heads) on CIFAR-10 or an image folder, "
-        "evaluate it on a held-out split and export the main head as a SavedModel.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    bool_flag = argparse.BooleanOptionalAction
-
-    g = p.add_argument_group("run")
-    g.add_argument("--name", default=d.name, help="run name: runs/NAME and saved_models/NAME")
-    g.add_argument("--runs-dir", default=d.runs_dir, help="folder of run folders")
-    g.add_argument("--export-dir", default=d.export_dir, help="folder of exported SavedModels")
-    g.add_argument("--export", action=bool_flag, default=d.export,
-                   help="export the main head as a SavedModel (needs TensorFlow)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="train again over a finished run (or one started with other settings)")
-    g.add_argument("--verbose", type=int, default=d.verbose, choices=(0, 1, 2),
-                   help="progress: 1 a live line on a terminal (one line per epoch otherwise), "
-                        "2 one line per epoch, 0 none")
-    add_framework_logs_flag(g)
-
-    g = p.add_argument_group("data")
-    g.add_argument("--data", choices=DATA_SOURCES, default=None,
-                   help="data source (default: folder with --data-dir, else tfds)")
-    g.add_argument("--data-dir", default=None,
-                   help="image folder DIR/train/<class>/* (optional DIR/val or DIR/test), "
-                   "or a .tar/.tar.xz/.zip of one")
-    g.add_argument("--tfds-name", default=d.tfds_name, help="TFDS dataset for --data tfds")
-    g.add_argument("--tfds-dir", default=None, help="TFDS data folder (default: TFDS's own)")
-    g.add_argument("--cache-dir", default=None,
-                   help="where archives are extracted (default: $KERAS_GOOGLENET_CACHE "
-                   "or ~/.cache/keras_googlenet)")
-    g.add_argument("--max-extract-mb", type=int, default=d.max_extract_mb,
-                   help="refuse an archive that expands to more MiB than this")
-    g.add_argument("--max-extract-ratio", type=float, default=d.max_extract_ratio,
-                   help="refuse an archive that expands to more than this times its size")
-    g.add_argument("--image-size", type=int, default=d.image_size,
-                   help="train at SIZExSIZE (images are resized once when loaded)")
-    g.add_argument("--limit", type=int, default=None,
-                   help="use N examples per split (a seeded sample), for smoke runs")
-    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="held-out fraction of train (stratified) when there is no val/ or test/")
-    g.add_argument("--skip-bad-images", action="store_true",
-                   help="skip unreadable or non-image files instead of stopping")
-    g.add_argument("--synthetic-examples", type=int, default=d.synthetic_examples,
-                   help="training images for --data synthetic")
-    g.add_argument("--pipeline", choices=("auto", *PIPELINES), default="auto",
-                   help="input pipeline: tf.data needs TensorFlow; numpy is a keras PyDataset")
-
-    g = p.add_argument_group("model")
-    g.add_argument("--stem", choices=STEMS, default=d.stem,
-                   help="cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)")
-    g.add_argument("--width", type=float, default=d.width, help="channel multiplier")
-    g.add_argument("--weights", default=None, metavar="imagenet|PATH.pth",
-                   help="fine-tune pretrained weights (torchvision's network, new heads; "
-                   "implies --stem imagenet and, unless given, --image-size 224)")
-    g.add_argument("--batch-norm", action=bool_flag, default=d.batch_norm,
-                   help="BatchNorm after every convolution (off: the 2014 network with LRN)")
-    g.add_argument("--dropout", type=float, default=d.dropout,
-                   help="dropout before the main classifier")
-    g.add_argument("--aux-dropout", type=float, default=d.aux_dropout,
-                   help="dropout in the auxiliary heads")
-    g.add_argument("--aux-weight", type=float, default=d.aux_weight,
-                   help="loss weight of each auxiliary head (main: 1)")
-
-    g = p.add_argument_group("recipe")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (after warm-up)")
-    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    g.add_argument("--nesterov", action=bool_flag, default=d.nesterov, help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="decoupled weight decay, not on biases/BatchNorm (Keras style: 5e-3 "
-                   "matches PyTorch's coupled 5e-4 at momentum 0.9)")
-    g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="epochs of linear warm-up from 0, then cosine decay to 0 "
-                   "(default: 5%% of --epochs, at most 5)")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
-                   help="label smoothing of every head's cross-entropy")
-    g.add_argument("--augment", action=bool_flag, default=d.augment,
-                   help="random pad-and-crop and horizontal flip")
-    g.add_argument("--pad", type=int, default=d.pad, help="pad-and-crop padding in pixels")
-    g.add_argument("--ema", action=bool_flag, default=d.ema,
-                   help="keep an exponential moving average of the weights and use it as the "
-                   "final model")
-    g.add_argument("--ema-momentum", type=float, default=d.ema_momentum, help="EMA momentum")
-    g.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of the split, shuffles and initialisation")
-
-    g = p.add_argument_group("system")
-    g.add_argument("--jit", action=bool_flag, default=None,
-                   help="XLA compilation (default: on with a GPU or on JAX, off on CPU)")
-    g.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
-                   help="auto: mixed_bfloat16 on recent GPUs, mixed_float16 on older ones, "
-                   "float32 on CPU")
-    g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
-                   help="mirrored: tf.distribute over local GPUs (TensorFlow); "
-                   "data-parallel: keras.distribution (JAX)")
-    g.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution,
-                   help="training steps per compiled call; raise on GPUs to cut per-step "
-                   "overhead (callbacks then see every N-th batch)")
-    g.add_argument("--run-eagerly", action="store_true",
-                   help="debugging: run the model op by op, without tf.function/jit (slow)")
-    return p
-
-
-def config_from_args(argv=None):
-    """Parses command-line arguments into an unresolved `TrainConfig`."""
-    args = vars(build_parser().parse_args(argv))
-    for key in ("precision", "pipeline"):
-        if args[key] == "auto":
-            args[key] = None
-    if args["weights"] is not None:  # pretrained weights: their stem and input size by default
-        given = sys.argv[1:] if argv is None else argv
-        flags = {str(a).split("=", 1)[0] for a in given}
-        if "--stem" not in flags:
-            args["stem"] = "imagenet"
-        if "--image-size" not in flags:
-            args["image_size"] = DEFAULT_INPUT_SIZE["imagenet"]
-    return TrainConfig(**args)
 
 
 def main(argv=None):

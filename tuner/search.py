@@ -47,7 +47,7 @@ from pathlib import Path
 
 # training.cifar's one-line-error parser, so both commands fail the same way.
 from training.cli import OneLineParser, UsageError, import_backend_quietly
-from training.cifar import build_parser as training_parser
+from training.flags import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.fileio import atomic_write_json
 from training.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
