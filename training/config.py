@@ -119,7 +119,7 @@ class TrainConfig:
     seed: int = 0
     # ---- system -------------------------------------------------------------
     jit: Optional[bool] = None  # None: on with a GPU (or on JAX), off on CPU
-    precision: Optional[str] = None  # None: mixed on GPU, float32 on CPU
+    precision: Optional[str] = None  # None: environment.auto_precision (see resolve)
     strategy: str = "none"
     steps_per_execution: int = 1
     run_eagerly: bool = False
@@ -144,8 +144,11 @@ class TrainConfig:
         - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
           non-jitted execution is op-by-op); off on CPU with TensorFlow, where
           XLA is slower.
-        - `precision`: `mixed_bfloat16` on GPUs that support it (compute
-          capability 8.0+), `mixed_float16` on older GPUs, `float32` on CPU.
+        - `precision`: `keras_googlenet.environment.auto_precision`:
+          `mixed_bfloat16` on GPUs that support it (compute capability 8.0+),
+          `mixed_float16` on older GPUs; on CPU with TensorFlow, `mixed_bfloat16`
+          where the CPU has bf16 units (`amx_bf16` or `avx512_bf16`), else
+          `float32`.
         - `pipeline`: `tf.data` when TensorFlow is importable, else `numpy`.
 
         Raises:
@@ -167,10 +170,7 @@ class TrainConfig:
             if config.jit is None:
                 config.jit = gpu is not None or backend == "jax"
             if config.precision is None:
-                if gpu is None:
-                    config.precision = "float32"
-                else:
-                    config.precision = "mixed_bfloat16" if gpu >= 8.0 else "mixed_float16"
+                config.precision = auto_precision(backend, gpu, cpu()[1])[0]
         if config.pipeline is None:
             config.pipeline = "tf.data" if tensorflow_available() else "numpy"
         config.validate()
