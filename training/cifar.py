@@ -132,7 +132,9 @@ def _train(config, started):
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
-          f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
+          f"backend, {replicas} device(s), {config.precision}"
+          + (f" ({config.precision_reason})" if config.precision_reason else "")
+          + f", jit={config.jit}, "
           f"{data.pipeline} input pipeline")
     if resumed_from >= config.epochs:
         print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "

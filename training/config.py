@@ -25,7 +25,7 @@ from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import TORCHVISION_OPTIONS
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.environment import accelerator, tensorflow_available
+from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json
 
 #: Values accepted by the choice fields.
@@ -120,6 +120,7 @@ class TrainConfig:
     # ---- system -------------------------------------------------------------
     jit: Optional[bool] = None  # None: on with a GPU (or on JAX), off on CPU
     precision: Optional[str] = None  # None: environment.auto_precision (see resolve)
+    precision_reason: Optional[str] = None  # set by resolve: why auto picked `precision`
     strategy: str = "none"
     steps_per_execution: int = 1
     run_eagerly: bool = False
@@ -170,7 +171,8 @@ class TrainConfig:
             if config.jit is None:
                 config.jit = gpu is not None or backend == "jax"
             if config.precision is None:
-                config.precision = auto_precision(backend, gpu, cpu()[1])[0]
+                config.precision, reason = auto_precision(backend, gpu, cpu()[1])
+                config.precision_reason = f"auto: {reason}"
         if config.pipeline is None:
             config.pipeline = "tf.data" if tensorflow_available() else "numpy"
         config.validate()
