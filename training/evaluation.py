@@ -105,10 +105,12 @@ class HeldOutEvaluation(keras.callbacks.Callback):
         if self.ema:
             swap = keras.callbacks.SwapEMAWeights()
             swap.set_model(self.model)
-            swap.on_predict_begin()  # the EMA weights in, the raw ones aside
+            # Its test hooks, not the predict ones: in Keras 3.15 `on_predict_end`
+            # tests the wrong flag and never swaps the raw weights back.
+            swap.on_test_begin()  # the EMA weights in, the raw ones aside
             try:
                 self._log(logs, EMA_SUFFIX, tta=False)
                 if self.tta_flip:
                     self._log(logs, EMA_SUFFIX + TTA_SUFFIX, tta=True)
             finally:
-                swap.on_predict_end()  # and back
+                swap.on_test_end()  # and back
