@@ -94,8 +94,8 @@ def build_parser():
     g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     g.add_argument("--lr", type=float, default=d.lr,
-                   help=f"peak learning rate (after warm-up) for a batch of {LR_REFERENCE_BATCH} "
-                   "(see --lr-scaling)")
+                   help="peak learning rate (after warm-up); with --lr-scaling linear, for a "
+                   f"batch of {LR_REFERENCE_BATCH}")
     g.add_argument("--lr-scaling", choices=LR_SCALINGS, default=d.lr_scaling,
                    help=f"linear: the peak learning rate is --lr x --batch-size / "
                    f"{LR_REFERENCE_BATCH}; none: --lr as given")
