@@ -21,9 +21,12 @@ the recipe's training images/s measured in this run (median of its epochs),
 with the images/s ratio to the first recipe, paired by seed. Accuracy is known
 once per epoch (at validation), so steps to a level are a multiple of the
 epoch's steps. Writes a JSON document and a PNG plot (matplotlib, Agg).
+`--merge A.json --merge B.json [--drop NAME]` summarises and plots the recipes of
+earlier documents together, without training.
 """
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -31,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.cli_lists import int_list
+from benchmarks.cli_lists import float_list, int_list
 from keras_googlenet.architecture import MAIN_HEAD
 from keras_googlenet.environment import load_average
 from keras_googlenet.fileio import atomic_path, atomic_write_json
@@ -73,7 +76,8 @@ def build_parser():
                    help="run every recipe with --tta-flip (adds the tta evaluation)")
     p.add_argument("--ema", action="store_true",
                    help="run every recipe with --ema (adds the ema evaluations)")
-    p.add_argument("--levels", default="0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.94",
+    p.add_argument("--levels", type=float_list,
+                   default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.94],
                    help="accuracy levels of the steps-to-level table (comma list)")
     p.add_argument("--target", type=float, default=0.94,
                    help="stop a run when its selection metric reaches this accuracy")
@@ -82,6 +86,12 @@ def build_parser():
     p.add_argument("--runs-dir", default=None, help="where the runs go (default: a temporary folder)")
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file to write")
     p.add_argument("--plot", default=None, help="PNG file to write (default: --output's, .png)")
+    g = p.add_argument_group("merging earlier measurements (no training)")
+    g.add_argument("--merge", action="append", default=None, metavar="JSON",
+                   help="summarise and plot the recipes of these JSON files of this benchmark "
+                   "together instead of training (repeatable)")
+    g.add_argument("--drop", action="append", default=[], metavar="NAME",
+                   help="with --merge: leave out the recipe NAME (repeatable)")
     return p
 
 
@@ -245,11 +255,23 @@ def plot(recipes, path):
     plt.close(fig)
 
 
+def lscpu():
+    """The CPU model and every CPU flag, as `lscpu` reports them (from /proc/cpuinfo)."""
+    from keras_googlenet.environment import cpu
+
+    model, flags = cpu()
+    return {"model": model, "flags": sorted(flags)}
+
+
 def run(args):
     """Runs every (recipe, seed); returns the JSON document."""
     from benchmarks.report import report
 
-    levels = [float(v) for v in args.levels.split(",") if v.strip()]
+    levels = args.levels
+    if not levels or not all(0 <= v <= 1 for v in levels):
+        raise ValueError(f"--levels must be accuracies in [0, 1]; got {levels}")
+    if not args.seeds:
+        raise ValueError("--seeds must name at least one seed; got none")
     recipes = [parse_recipe(r) for r in (args.recipe or ["default="])]
     names = [n for n, _ in recipes]
     if len(set(names)) != len(names):
@@ -275,25 +297,68 @@ def run(args):
         "timing": "steps and epochs are exact; seconds_est = steps x batch / the recipe's "
                   "median training images/s in this run (recipes interleaved by seed); "
                   "images_per_second_vs_first: median over seeds of the paired ratio",
+        "lscpu": lscpu(),
         "summary": summary,
         "total_minutes": round((time.time() - started) / 60, 1),
         "table": markdown(summary, levels),
     })
 
 
+def merge(args):
+    """The recipes of earlier JSON documents (`--merge`, less `--drop`) in one document."""
+    from benchmarks.report import report
+
+    recipes, sources = [], {}
+    for path in args.merge:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--merge {path}: not a readable JSON file ({e})") from e
+        if doc.get("benchmark") != "time_to_accuracy":
+            raise ValueError(f"--merge {path}: not a time_to_accuracy document "
+                             f"(benchmark={doc.get('benchmark')!r})")
+        for recipe in doc["results"]:
+            if recipe["name"] in args.drop:
+                continue
+            if recipe["name"] in sources:
+                raise ValueError(f"--merge: recipe {recipe['name']!r} is in both "
+                                 f"{sources[recipe['name']]} and {path} (--drop one)")
+            sources[recipe["name"]] = path
+            recipes.append(recipe)
+    if not recipes:
+        raise ValueError(f"--merge: no recipe left after --drop {args.drop}")
+    summary = summarise(recipes, args.levels)
+    settings = {"merged": args.merge, "dropped": args.drop, "sources": sources,
+                "levels": args.levels}
+    return report("time_to_accuracy", settings, recipes, extra={
+        "timing": "merged from the sources' runs: steps and epochs are exact; seconds_est "
+                  "uses each recipe's own median images/s; images_per_second_vs_first pairs "
+                  "runs by seed across files measured at different times (load differs)",
+        "lscpu": lscpu(),
+        "summary": summary,
+        "table": markdown(summary, args.levels),
+    })
+
+
 def main(argv=None):
     from keras_googlenet.logs import import_backend
+    from training.cli import UsageError, one_line
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        return 2
     import_backend(verbose=False)
     from training.cifar import ExportFailed
     from training.config import ConfigError
     from training.data import DataError
 
     try:
-        doc = run(args)
+        doc = merge(args) if args.merge else run(args)
     except (ValueError, ConfigError, DataError, ExportFailed) as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        print("error: " + one_line(e), file=sys.stderr)
         return 1
     atomic_write_json(args.output, doc)
     png = args.plot or str(Path(args.output).with_suffix(".png"))
