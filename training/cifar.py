@@ -10,10 +10,14 @@ A run lives in `runs/<name>/`:
 - `model_config.json`: the network (`keras_googlenet.GoogLeNetConfig`), so that
   `keras_googlenet.load_model_folder("runs/<name>")` rebuilds the trained model;
 - `history.csv` and `logs/` (TensorBoard): per-epoch loss and accuracy of every
-  head, learning rate, images/s, for training and validation;
-- `best.keras`: the model of the best epoch by `val_main_accuracy`;
+  head, learning rate, images/s, for training and validation (`val_*_accuracy`:
+  plain images, raw weights; `*_tta`: flip TTA with `--tta-flip`; `*_ema`: EMA
+  weights with `--ema`; see `training.evaluation`);
+- `best.keras`: the model of the best epoch by `val_main_accuracy` (`..._tta`
+  with `--tta-flip`);
 - `model.keras`: the final three-head model (EMA weights with `--ema`);
-- `results.json`: final per-head accuracy on the held-out split, wall time,
+- `results.json`: final per-head accuracy on the held-out split (also with flip
+  TTA under `--tta-flip`), wall time,
   training images/s (written last: its presence marks a finished run);
 - `backup/`: the state a killed run resumes from (removed when the run finishes).
 
@@ -44,7 +48,8 @@ from training.run import (
     trim_history,
 )
 
-#: The metric that picks the best epoch (and `best.keras`).
+#: The metric that picks the best epoch (and `best.keras`) without --tta-flip
+#: (`training.evaluation.selection_metric` gives it for a configuration).
 BEST_METRIC = f"val_{MAIN_HEAD}_accuracy"
 
 
@@ -55,7 +60,7 @@ class ExportFailed(RuntimeError):
 # ---- training -----------------------------------------------------------------
 
 
-def train(config):
+def train(config, callbacks=()):
     """Trains, evaluates, saves and exports one run.
 
     Re-running an unfinished run with the same settings resumes it from its
@@ -67,6 +72,10 @@ def train(config):
 
     Args:
         config: A `TrainConfig` (resolved here if it is not already).
+        callbacks: More `keras.callbacks.Callback`s for `model.fit` (they run
+            after the run's own loggers and before its backup, and see every
+            metric of the epoch's logs; `benchmarks.time_to_accuracy` stops a
+            run at a target with one).
 
     Returns:
         The results dict also written to `runs/<name>/results.json`.
@@ -82,10 +91,10 @@ def train(config):
     config = config.resolve()
     check_folders(config)
     with run_lock(config):
-        return _train(config, started)
+        return _train(config, started, list(callbacks))
 
 
-def _train(config, started):
+def _train(config, started, extra_callbacks):
     """`train` once the configuration is valid and the run's lock is held."""
     import keras
 
@@ -128,12 +137,13 @@ def _train(config, started):
         _load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
-    callbacks = _callbacks(config, data, backup, history)
+    callbacks = _callbacks(config, data, backup, history, extra_callbacks)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
           f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
-          f"{data.pipeline} input pipeline")
+          f"{data.pipeline} input pipeline, peak lr {config.peak_lr:g} (--lr {config.lr:g}, "
+          f"--lr-scaling {config.lr_scaling})")
     if resumed_from >= config.epochs:
         print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "
               "finishing the run")
@@ -182,16 +192,24 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
         shuffle=False,  # the datasets shuffle themselves
     )
+    from training.evaluation import accuracy, predict_probabilities, selection_metric
+
     # With --ema, fit() has already swapped the averaged weights into the model
     # (optimizer.finalize_variable_values), so what follows uses them.
     final = model.evaluate(data.val, return_dict=True, verbose=0)
+    tta = None
+    if config.tta_flip:
+        x_val, y_val, w_val = data.val_arrays
+        probabilities = predict_probabilities(model, x_val, config.batch_size, tta_flip=True)
+        tta = {h: _f32(accuracy(p, y_val, w_val)) for h, p in probabilities.items()}
     atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,
                           allow_overwrite=config.overwrite or state != "new")
 
     history = read_history(run_dir / "history.csv")
-    best = max(history, key=lambda r: float(r[BEST_METRIC]))
+    metric = selection_metric(config)
+    best = max(history, key=lambda r: float(r[metric]))
     heads = [h for h in HEADS if f"{h}_accuracy" in final]
     results = {
         "name": config.name,
@@ -206,16 +224,24 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         "skipped_files": len(data.skipped_files),
         "final_weights": "ema" if config.ema else "last epoch",
         "val_accuracy": {h: _f32(final[f"{h}_accuracy"]) for h in heads},
+        **({"val_accuracy_tta": {h: tta[h] for h in heads}} if tta else {}),
         "val_loss": {h: _f32(final[f"{h}_loss"]) for h in heads} | {"total": _f32(final["loss"])},
         "best_epoch": int(best["epoch"]) + 1,
-        "best_val_main_accuracy": _f32(best[BEST_METRIC]),
+        "best_metric": metric,
+        "best_val_main_accuracy": _f32(best[metric]),
         "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(sum(float(r["epoch_time_s"]) for r in history), 2),
         # Median over epochs: robust to the first epoch's compilation time.
         "train_images_per_second": round(
             statistics.median(float(r["images_per_second"]) for r in history), 1
         ),
-        "notes": {"train_images_per_second": "median of the epochs' training images/s "
+        "notes": {"val_accuracy": "the final weights (" + ("EMA" if config.ema else "last epoch")
+                  + ") on the plain held-out images, no test-time augmentation"
+                  + ("; val_accuracy_tta: the mean of the probabilities on each image and its "
+                     "mirror (--tta-flip)" if tta else ""),
+                  "best_val_main_accuracy": f"{metric} of the best epoch (raw weights"
+                  + (", flip TTA" if config.tta_flip else "") + ")",
+                  "train_images_per_second": "median of the epochs' training images/s "
                   "(robust to the first epoch's compilation)",
                   "best_epoch": "counted from 1, like the console (history.csv's epoch "
                   "column counts from 0, as Keras's CSVLogger writes it)"},
@@ -233,8 +259,9 @@ def _f32(value):
     return float(f"{float(value):.7g}")
 
 
-def _callbacks(config, data, backup, history):
-    """The callbacks of `model.fit`, in the order they must run.
+def _callbacks(config, data, backup, history, extra=()):
+    """The callbacks of `model.fit`, in the order they must run (`extra` last
+    but the backup).
 
     `history` holds the rows of the epochs the backup covers (the later ones
     are redone): the best checkpoint is only replaced by a better epoch.
@@ -243,16 +270,23 @@ def _callbacks(config, data, backup, history):
 
     from keras_googlenet.environment import accelerator
     from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
+    from training.evaluation import HeldOutEvaluation, selection_metric
     from training.progress import RunProgress, cpu_advice
 
     run_dir = Path(config.run_dir)
-    best_so_far = max((float(r[BEST_METRIC]) for r in history), default=None)
+    metric = selection_metric(config)
+    best_so_far = max((float(r[metric]) for r in history), default=None)
     callbacks = [
         StopOnNaN(),
         EpochStats(data.steps_per_epoch * config.batch_size),  # before the loggers
+    ]
+    if config.tta_flip or config.ema:  # before the checkpoint and the loggers
+        callbacks.append(HeldOutEvaluation(data.val_arrays, config.batch_size,
+                                           tta_flip=config.tta_flip, ema=config.ema))
+    callbacks += [
         AtomicModelCheckpoint(
             str(run_dir / "best.keras"),
-            monitor=BEST_METRIC,
+            monitor=metric,
             mode="max",
             save_best_only=True,
             initial_value_threshold=best_so_far,
@@ -272,6 +306,7 @@ def _callbacks(config, data, backup, history):
             config.epochs, data.steps_per_epoch, config.batch_size,
             advice=cpu_advice(config) if no_gpu else "", live=None if config.verbose == 1 else False,
         ))
+    callbacks += list(extra)
     # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
     callbacks.append(backup)
     return callbacks

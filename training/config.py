@@ -34,6 +34,20 @@ STEMS = tuple(sorted(MODEL_STEMS))
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "data-parallel")
 PIPELINES = ("tf.data", "numpy")
+LR_SCALINGS = ("linear", "none")
+
+#: The batch size `--lr` is given for under `--lr-scaling linear`: the peak
+#: learning rate is then `lr * batch_size / LR_REFERENCE_BATCH` (Goyal et al.
+#: 2017, "Accurate, Large Minibatch SGD"); see `TrainConfig.peak_lr`. The default
+#: stays `none` (`--lr` as given): at batch 256 the CPU measurement of issue 15
+#: (benchmarks/results/time_to_accuracy_cpu_w025.json) could not tell the two
+#: rules apart within seed noise.
+LR_REFERENCE_BATCH = 128
+
+#: The values of fields added after runs were saved without them: a config.json
+#: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
+#: so that such a run resumes with the settings it was started with).
+LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none"}
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
@@ -103,7 +117,8 @@ class TrainConfig:
     # ---- recipe -------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float = 0.1  # the peak lr; for a batch of LR_REFERENCE_BATCH under lr_scaling="linear"
+    lr_scaling: str = "none"
     momentum: float = 0.9
     nesterov: bool = True
     # Keras applies weight decay directly to the weights (decoupled, not through
@@ -114,6 +129,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     augment: bool = True
     pad: int = 4
+    cutout: int = 0  # side of the zeroed square (DeVries & Taylor 2017); 0: off
+    tta_flip: bool = False
     ema: bool = False
     ema_momentum: float = 0.999
     seed: int = 0
@@ -134,6 +151,14 @@ class TrainConfig:
     def export_path(self):
         """The SavedModel folder, `export_dir/name`."""
         return os.path.join(self.export_dir, self.name)
+
+    @property
+    def peak_lr(self):
+        """The learning rate after warm-up: `lr`, times `batch_size / LR_REFERENCE_BATCH`
+        with `lr_scaling="linear"`."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / LR_REFERENCE_BATCH
+        return self.lr
 
     def resolve(self):
         """Returns a validated copy with every automatic value filled in.
@@ -225,6 +250,8 @@ class TrainConfig:
             ("--batch-size", self.batch_size, _within(self.batch_size, 1, MAX_BATCH_SIZE),
              f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),
             ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("--lr-scaling", self.lr_scaling, self.lr_scaling in LR_SCALINGS,
+             f"one of {LR_SCALINGS}"),
             ("--momentum", self.momentum, _fraction(self.momentum), "in [0, 1)"),
             ("--weight-decay", self.weight_decay,
              _is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
@@ -235,6 +262,10 @@ class TrainConfig:
              "in [0, 1)"),
             ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,
              "in [0, --image-size]"),
+            ("--cutout", self.cutout, _is_int(self.cutout) and 0 <= self.cutout <= self.image_size
+             and (self.augment or self.cutout == 0),
+             "in [0, --image-size], and 0 with --no-augment (cutout is a training augmentation)"),
+            ("--tta-flip", self.tta_flip, self.tta_flip in (True, False), "a boolean"),
             ("--ema-momentum", self.ema_momentum, _fraction(self.ema_momentum), "in [0, 1)"),
             ("--seed", self.seed, _within(self.seed, 0, MAX_SEED),
              f"in [0, {MAX_SEED}] (numpy's seed range)"),
@@ -289,7 +320,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{**LEGACY_VALUES, **values})
 
     def save(self, path):
         """Writes the configuration as JSON, atomically."""
@@ -302,11 +333,16 @@ class TrainConfig:
             return cls.from_dict(json.load(f))
 
     def resume_differences(self, other):
-        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s."""
+        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s.
+
+        `lr_scaling` only counts when the peak learning rates differ (at batch
+        `LR_REFERENCE_BATCH` both rules give `lr`, so the same training).
+        """
         return [
             f.name
             for f in dataclasses.fields(self)
             if f.name not in RESUME_INDEPENDENT and getattr(self, f.name) != getattr(other, f.name)
+            and not (f.name == "lr_scaling" and self.peak_lr == other.peak_lr)
         ]
 
 

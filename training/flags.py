@@ -10,7 +10,16 @@ import sys
 
 from keras_googlenet.architecture import DEFAULT_INPUT_SIZE
 from training.cli import OneLineParser, add_framework_logs_flag
-from training.config import DATA_SOURCES, PIPELINES, PRECISIONS, STEMS, STRATEGIES, TrainConfig
+from training.config import (
+    DATA_SOURCES,
+    LR_REFERENCE_BATCH,
+    LR_SCALINGS,
+    PIPELINES,
+    PRECISIONS,
+    STEMS,
+    STRATEGIES,
+    TrainConfig,
+)
 
 
 def build_parser():
@@ -84,7 +93,12 @@ def build_parser():
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (after warm-up)")
+    g.add_argument("--lr", type=float, default=d.lr,
+                   help="peak learning rate (after warm-up); with --lr-scaling linear, for a "
+                   f"batch of {LR_REFERENCE_BATCH}")
+    g.add_argument("--lr-scaling", choices=LR_SCALINGS, default=d.lr_scaling,
+                   help=f"linear: the peak learning rate is --lr x --batch-size / "
+                   f"{LR_REFERENCE_BATCH}; none: --lr as given")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
     g.add_argument("--nesterov", action=bool_flag, default=d.nesterov, help="Nesterov momentum")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
@@ -98,9 +112,16 @@ def build_parser():
     g.add_argument("--augment", action=bool_flag, default=d.augment,
                    help="random pad-and-crop and horizontal flip")
     g.add_argument("--pad", type=int, default=d.pad, help="pad-and-crop padding in pixels")
+    g.add_argument("--cutout", type=int, default=d.cutout, metavar="SIZE",
+                   help="cutout: zero one SIZExSIZE square per training image, centred at a "
+                   "random pixel (clipped at the border); 0: off")
+    g.add_argument("--tta-flip", action=bool_flag, default=d.tta_flip,
+                   help="also evaluate with flip test-time augmentation (mean of the "
+                   "probabilities on the image and its mirror): *_tta columns in history.csv, "
+                   "val_accuracy_tta in results.json, and the best epoch picked by it")
     g.add_argument("--ema", action=bool_flag, default=d.ema,
-                   help="keep an exponential moving average of the weights and use it as the "
-                   "final model")
+                   help="keep an exponential moving average of the weights, evaluate it every "
+                   "epoch (*_ema columns in history.csv) and use it as the final model")
     g.add_argument("--ema-momentum", type=float, default=d.ema_momentum, help="EMA momentum")
     g.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the split, shuffles and initialisation")

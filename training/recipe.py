@@ -81,8 +81,9 @@ def build_model(config, num_classes):
 
 
 def build_schedule(config, steps_per_epoch):
-    """Learning rate per optimizer step: linear warm-up from 0 to `config.lr`
-    over `config.warmup_epochs`, then cosine decay to 0 at the last step.
+    """Learning rate per optimizer step: linear warm-up from 0 to `config.peak_lr`
+    (`--lr`, scaled with the batch size by `--lr-scaling linear`) over
+    `config.warmup_epochs`, then cosine decay to 0 at the last step.
 
     Args:
         config: A resolved `TrainConfig`.
@@ -96,7 +97,7 @@ def build_schedule(config, steps_per_epoch):
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
         decay_steps=total - warmup,
-        warmup_target=config.lr,
+        warmup_target=config.peak_lr,
         warmup_steps=warmup,
     )
 

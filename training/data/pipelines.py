@@ -38,6 +38,8 @@ class Datasets:
         val_source: Where the held-out split comes from, in words.
         pipeline: `"tf.data"` or `"numpy"`.
         skipped_files: Unreadable files skipped (with `skip_bad_images`).
+        val_arrays: The held-out split as arrays, `(images, int labels, sample
+            weights or None)`, padded like `val` (for `training.evaluation`).
     """
 
     train: object
@@ -49,6 +51,7 @@ class Datasets:
     val_source: str
     pipeline: str
     skipped_files: list = dataclasses.field(default_factory=list)
+    val_arrays: tuple = None
 
 
 def build_datasets(config, *, replicas=1):
@@ -95,6 +98,7 @@ def build_datasets(config, *, replicas=1):
         train = ArrayDataset(
             a.x_train, a.y_train, num_classes, config.batch_size,
             shuffle=True, pad=pad, seed=config.seed, drop_remainder=True,
+            cutout=config.cutout if config.augment else 0,
         )
         val = ArrayDataset(x_val, y_val, num_classes, config.batch_size, sample_weight=w_val)
     return Datasets(
@@ -107,6 +111,7 @@ def build_datasets(config, *, replicas=1):
         val_source=a.val_source,
         pipeline=config.pipeline,
         skipped_files=a.skipped_files,
+        val_arrays=(x_val, y_val, w_val),
     )
 
 
@@ -125,6 +130,7 @@ class ArrayDataset(keras.utils.PyDataset):
         shuffle: Reshuffle every epoch.
         pad: `None` for no augmentation, else the pad-and-crop padding in
             pixels (`augment_numpy`; 0 flips only).
+        cutout: Side of the cutout square of the augmentation (0: none).
         seed: Seed of the shuffles and augmentations.
         sample_weight: Optional per-example weights.
         drop_remainder: Drop the last incomplete batch.
@@ -132,13 +138,13 @@ class ArrayDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, num_classes, batch_size, *, shuffle=False, pad=None,
-                 seed=0, sample_weight=None, drop_remainder=False, workers=None):
+                 seed=0, sample_weight=None, drop_remainder=False, workers=None, cutout=0):
         super().__init__(workers=workers or min(4, os.cpu_count() or 1),
                          use_multiprocessing=False)
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_classes, self.batch_size = num_classes, batch_size
         self.shuffle, self.pad, self.seed = shuffle, pad, seed
-        self.drop_remainder = drop_remainder
+        self.drop_remainder, self.cutout = drop_remainder, cutout
         self._epoch = 0
         self._order = self._permutation()
 
@@ -157,7 +163,7 @@ class ArrayDataset(keras.utils.PyDataset):
         images = self.x[idx]
         if self.pad is not None:
             rng = np.random.default_rng([self.seed, self._epoch, index, 1])
-            images = augment_numpy(images, self.pad, rng)
+            images = augment_numpy(images, self.pad, rng, cutout=self.cutout)
         onehot = np.eye(self.num_classes, dtype="float32")[self.y[idx]]
         if self.sample_weight is None:
             return images, onehot
@@ -176,7 +182,7 @@ def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
 
     def train_map(x, y):
         if config.augment:
-            x = augment_tf(x, pad)
+            x = augment_tf(x, pad, cutout=config.cutout)
         return x, tf.one_hot(y, num_classes)
 
     train = (
