@@ -434,7 +434,8 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
                         "--strategy", "data-parallel")
     synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic",
                       "--synthetic-examples", "64", "--runs-dir", str(tmp_path / "runs"),
-                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY]
+                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY,
+                      "--ema"]  # on JAX, EMA's final weights once broke model.save
     # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
     xla_flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
                  "--xla_llvm_disable_expensive_passes=true")
@@ -457,3 +458,5 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
     synthetic = json.loads((tmp_path / "runs" / "jax-synthetic" / "results.json").read_text())
     assert synthetic["num_train"] == 64 and synthetic["devices"] == 1
+    assert synthetic["final_weights"] == "ema"
+    assert (tmp_path / "runs" / "jax-synthetic" / "model.keras").stat().st_size > 0

@@ -178,6 +178,21 @@ def _load_pretrained(model, weights):
           "the heads are new")
 
 
+def _unalias_ema_weights(model):
+    """Gives each trainable variable its own buffer after an EMA `fit`.
+
+    `finalize_variable_values` assigns each moving average to its model
+    variable, and on JAX both then hold the same array; the next evaluate()
+    donates the model's buffers, which deletes the optimizer's copy too, and
+    saving `model.keras` fails ("Array has been deleted"). A copy breaks the
+    sharing; on the other backends it is a no-op in effect.
+    """
+    import keras
+
+    for variable in model.trainable_variables:
+        variable.assign(keras.ops.copy(variable.value))
+
+
 def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from):
     """Trains, then writes the final model, the export and `results.json`; returns
     the results (`started`: the run's start time; `state`: `run_state`'s answer)."""
@@ -196,6 +211,8 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
 
     # With --ema, fit() has already swapped the averaged weights into the model
     # (optimizer.finalize_variable_values), so what follows uses them.
+    if config.ema:
+        _unalias_ema_weights(model)
     final = model.evaluate(data.val, return_dict=True, verbose=0)
     tta = None
     if config.tta_flip:
