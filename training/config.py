@@ -47,7 +47,8 @@ LR_REFERENCE_BATCH = 128
 #: The values of fields added after runs were saved without them: a config.json
 #: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
 #: so that such a run resumes with the settings it was started with).
-LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none"}
+LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_epochs": 0,
+                 "finetune_lr_factor": None}
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).

@@ -112,8 +112,9 @@ def build_parser():
     g.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs, metavar="N",
                    help="with --weights: the first N epochs train only the new heads (backbone "
                    "frozen); the rest train every layer but the backbone's BatchNorm (kept in "
-                   "inference mode) with a fresh optimizer, from --lr x --finetune-lr-factor "
-                   "without warm-up, cosine to 0 (default 0: every layer trains from the start)")
+                   "inference mode) with a fresh optimizer, from --lr (after --lr-scaling) x "
+                   "--finetune-lr-factor without warm-up, cosine to 0 (default 0: every layer "
+                   "trains from the start)")
     g.add_argument("--finetune-lr-factor", type=float, default=None, metavar="F",
                    help="peak learning rate after the frozen phase, as a fraction of --lr "
                    f"(default with --freeze-epochs: {DEFAULT_FINETUNE_LR_FACTOR})")
