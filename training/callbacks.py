@@ -49,7 +49,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     kill at any instant leaves metadata that names complete weights, and a
     backup whose files were damaged afterwards is refused (`RunError`, naming
     the file) instead of being trained on.
+
+    The metadata also records `phase` (the training phase whose optimizer state
+    the weights hold, `training.recipe.Phase.name`) when it is set, so that a
+    run with a frozen phase resumes in the right one (`saved_phase`).
     """
+
+    #: The name of the phase being trained; written into the metadata (None: not written).
+    phase = None
 
     # Overrides private methods of BackupAndRestore (Keras 3.x); its restore
     # logic (`on_train_begin`, `_load_model`) is unchanged.
@@ -60,6 +67,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         atomic_save_weights(self.model, path)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
                     "weights": name, "sha256": _sha256(path)}
+        if self.phase is not None:
+            metadata["phase"] = self.phase
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
         self._weights_path = path
         for entry in os.scandir(self.backup_dir):  # earlier epochs' (and a killed save's)
@@ -99,6 +108,23 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         """
         metadata = self._metadata()
         return 0 if metadata is None else metadata["epoch"]
+
+    def saved_phase(self):
+        """The phase recorded in the backup (None without one, or if none was recorded).
+
+        Raises:
+            RunError: If the backup is damaged.
+        """
+        metadata = self._metadata()
+        return None if metadata is None else metadata.get("phase")
+
+    def save(self, model, epochs_done):
+        """Backs up `model` now as the state after `epochs_done` epochs (for a
+        phase change between epochs: the backup then holds the new phase's
+        optimizer state)."""
+        self.set_model(model)
+        self._current_epoch, self._last_batch_seen = epochs_done, 0
+        self._save_model()
 
     def _load_model(self):
         self._metadata()

@@ -18,7 +18,8 @@ A run lives in `runs/<name>/`:
 - `model.keras`: the final three-head model (EMA weights with `--ema`);
 - `results.json`: final per-head accuracy on the held-out split (also with flip
   TTA under `--tta-flip`), wall time,
-  training images/s (written last: its presence marks a finished run);
+  training images/s, the training phases (written last: its presence
+  marks a finished run);
 - `backup/`: the state a killed run resumes from (removed when the run finishes).
 
 and the main head is exported as a SavedModel to `saved_models/<name>/`.
@@ -155,7 +156,7 @@ def _train(config, started, extra_callbacks):
               "from epoch 1")
     try:
         results = _fit_and_save(model, config, data, callbacks, started=started, state=state,
-                                replicas=replicas, resumed_from=resumed_from)
+                                replicas=replicas, resumed_from=resumed_from, scope=scope)
     except OSError as e:  # disk full, above all: every file written so far is whole
         where = f" ({e.filename})" if e.filename else ""
         raise RunError(
@@ -193,20 +194,56 @@ def _unalias_ema_weights(model):
         variable.assign(keras.ops.copy(variable.value))
 
 
-def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from):
+def _fit_phases(model, config, data, callbacks, scope):
+    """Trains the phases of `training.recipe.run_phases` that the backup has not
+    finished, each with `model.fit` after `enter_phase` (its trainable layers,
+    a new optimizer); returns their records for `results.json`.
+
+    The backup (the last callback) records the phase whose optimizer state it
+    holds; on entering a later phase it is rewritten at once with the new
+    phase's state, so a run killed at any instant resumes in the right phase.
+    """
+    from training.recipe import enter_phase, run_phases, trainable_parameters
+
+    backup = callbacks[-1]
+    phases = run_phases(config)
+    records = [{"name": p.name, "epochs": [p.first_epoch + 1, p.end_epoch], "trains": p.describe(),
+                "trainable_parameters": trainable_parameters(model, p),
+                "peak_learning_rate": p.peak_lr, "warmup_epochs": p.warmup_epochs}
+               for p in phases]
+    saved = backup.saved_phase()  # None: no backup, or one from before phases were recorded
+    names = [p.name for p in phases]
+    for phase in phases[names.index(saved) if saved in names else 0:]:
+        with scope:
+            enter_phase(model, config, data.steps_per_epoch, phase)
+        if len(phases) > 1:
+            r = records[names.index(phase.name)]
+            print(f"Phase {phase.name}: epochs {phase.first_epoch + 1}-{phase.end_epoch} train "
+                  f"{phase.describe()} ({r['trainable_parameters']:,} parameters), learning "
+                  f"rate up to {phase.peak_lr:g}")
+        backup.phase = phase.name
+        if phase.first_epoch and backup.saved_phase() != phase.name:
+            backup.save(model, phase.first_epoch)  # it held the previous phase's optimizer
+        model.fit(
+            data.train,
+            validation_data=data.val,
+            initial_epoch=phase.first_epoch,  # the backup moves it on when it resumes
+            epochs=phase.end_epoch,
+            callbacks=callbacks,
+            verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
+            shuffle=False,  # the datasets shuffle themselves
+        )
+    return records
+
+
+def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from,
+                  scope):
     """Trains, then writes the final model, the export and `results.json`; returns
     the results (`started`: the run's start time; `state`: `run_state`'s answer)."""
     import keras
 
     run_dir = Path(config.run_dir)
-    model.fit(
-        data.train,
-        validation_data=data.val,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
-        shuffle=False,  # the datasets shuffle themselves
-    )
+    phases = _fit_phases(model, config, data, callbacks, scope)
     from training.evaluation import accuracy, predict_probabilities, selection_metric
 
     # With --ema, fit() has already swapped the averaged weights into the model
@@ -235,6 +272,7 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         "devices": replicas,
         "epochs": config.epochs,
         "resumed_from_epoch": resumed_from,
+        "phases": phases,
         "num_train": data.num_train,
         "num_val": data.num_val,
         "val_source": data.val_source,
@@ -261,7 +299,9 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
                   "train_images_per_second": "median of the epochs' training images/s "
                   "(robust to the first epoch's compilation)",
                   "best_epoch": "counted from 1, like the console (history.csv's epoch "
-                  "column counts from 0, as Keras's CSVLogger writes it)"},
+                  "column counts from 0, as Keras's CSVLogger writes it)",
+                  "phases": "epochs counted from 1, both included; each phase has its own "
+                  "optimizer and learning-rate schedule (see --freeze-epochs)"},
         "model": str(run_dir / "model.keras"),
         "best_model": str(run_dir / "best.keras"),
         "saved_model": saved_model,

@@ -47,7 +47,8 @@ LR_REFERENCE_BATCH = 128
 #: The values of fields added after runs were saved without them: a config.json
 #: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
 #: so that such a run resumes with the settings it was started with).
-LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none"}
+LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_epochs": 0,
+                 "finetune_lr_factor": None}
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
@@ -66,6 +67,9 @@ MAX_EPOCHS = 10**6
 MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed) stop there
 MAX_STEPS_PER_EXECUTION = 10**6
 MAX_SYNTHETIC_GIB = 16  # --data synthetic generates its uint8 images in memory
+
+#: --finetune-lr-factor's default: the unfrozen phase peaks at a tenth of --lr.
+DEFAULT_FINETUNE_LR_FACTOR = 0.1
 
 
 class ConfigError(ValueError):
@@ -125,7 +129,13 @@ class TrainConfig:
     # the momentum buffer), so 5e-3 here matches the usual coupled 5e-4 of
     # PyTorch CIFAR recipes with momentum 0.9 (5e-4 / (1 - 0.9)).
     weight_decay: float = 5e-3
-    warmup_epochs: Optional[float] = None  # None: 5% of epochs, at most 5
+    warmup_epochs: Optional[float] = None  # None: 5% of the first phase's epochs, at most 5
+    # Fine-tuning --weights in two phases (training.recipe.run_phases): the first
+    # freeze_epochs train only the new heads (backbone frozen, its BatchNorm in
+    # inference mode); the rest also train the backbone, at a peak learning rate of
+    # lr * finetune_lr_factor. 0: one phase, every layer trains from the start.
+    freeze_epochs: int = 0
+    finetune_lr_factor: Optional[float] = None  # None: 0.1 with freeze_epochs, else unused
     label_smoothing: float = 0.1
     augment: bool = True
     pad: int = 4
@@ -164,7 +174,9 @@ class TrainConfig:
         """Returns a validated copy with every automatic value filled in.
 
         - `data`: `"folder"` when `data_dir` is set, else `"tfds"`.
-        - `warmup_epochs`: 5% of `epochs`, at most 5.
+        - `warmup_epochs`: 5% of `epochs` (of `freeze_epochs` when there is a
+          frozen phase), at most 5.
+        - `finetune_lr_factor`: 0.1 when `freeze_epochs` > 0.
         - `data_dir`: made absolute, so the saved configuration is self-contained.
         - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
           non-jitted execution is op-by-op); off on CPU with TensorFlow, where
@@ -182,8 +194,11 @@ class TrainConfig:
                              for row in config.blocks]
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
-        if config.warmup_epochs is None:
-            config.warmup_epochs = round(min(5.0, 0.05 * config.epochs), 6)
+        if config.warmup_epochs is None:  # warm-up is part of the first phase
+            first = config.freeze_epochs if _at_least(config.freeze_epochs, 1) else config.epochs
+            config.warmup_epochs = round(min(5.0, 0.05 * first), 6)
+        if config.finetune_lr_factor is None and _at_least(config.freeze_epochs, 1):
+            config.finetune_lr_factor = DEFAULT_FINETUNE_LR_FACTOR
         if config.data_dir is not None:
             config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
         config.validate()
@@ -218,6 +233,8 @@ class TrainConfig:
             )
         minimum = MIN_INPUT_SIZE.get(self.stem, 1)
         max_warmup = self.epochs if _is_int(self.epochs) else 0
+        if _at_least(self.freeze_epochs, 1):
+            max_warmup = self.freeze_epochs  # warm-up is in the frozen phase
         size = self.image_size if _within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
         max_synthetic = max(1, MAX_SYNTHETIC_GIB * 2**30 // (size * size * 3 * 11 // 10))
         checks = [  # (flag, value, valid, what a valid value is)
@@ -257,7 +274,20 @@ class TrainConfig:
              _is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
              or (_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
-             "in [0, --epochs]"),
+             "in [0, --freeze-epochs] (warm-up is part of the frozen phase)"
+             if _at_least(self.freeze_epochs, 1) else "in [0, --epochs]"),
+            ("--freeze-epochs", self.freeze_epochs, _within(self.freeze_epochs, 0, max(
+                0, (self.epochs if _is_int(self.epochs) else 1) - 1)),
+             "an integer in [0, --epochs - 1] (the epochs after it train the backbone too)"),
+            ("--freeze-epochs", self.freeze_epochs, self.freeze_epochs == 0
+             or self.weights is not None,
+             "0 without --weights (only pretrained weights have a backbone to freeze)"),
+            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
+             or (_is_num(self.finetune_lr_factor) and 0 < self.finetune_lr_factor <= 1),
+             "in (0, 1]"),
+            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
+             or _at_least(self.freeze_epochs, 1),
+             "unset without --freeze-epochs N (it scales --lr after the frozen phase)"),
             ("--label-smoothing", self.label_smoothing, _fraction(self.label_smoothing),
              "in [0, 1)"),
             ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,

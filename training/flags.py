@@ -12,6 +12,7 @@ from keras_googlenet.architecture import DEFAULT_INPUT_SIZE
 from training.cli import OneLineParser, add_framework_logs_flag
 from training.config import (
     DATA_SOURCES,
+    DEFAULT_FINETUNE_LR_FACTOR,
     LR_REFERENCE_BATCH,
     LR_SCALINGS,
     PIPELINES,
@@ -105,8 +106,18 @@ def build_parser():
                    help="decoupled weight decay, not on biases/BatchNorm (Keras style: 5e-3 "
                    "matches PyTorch's coupled 5e-4 at momentum 0.9)")
     g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="epochs of linear warm-up from 0, then cosine decay to 0 "
-                   "(default: 5%% of --epochs, at most 5)")
+                   help="epochs of linear warm-up from 0 to --lr, then cosine decay to 0 at "
+                   "the last epoch (with --freeze-epochs: at the last frozen epoch; default: "
+                   "5%% of --epochs, or of --freeze-epochs, at most 5)")
+    g.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs, metavar="N",
+                   help="with --weights: the first N epochs train only the new heads (backbone "
+                   "frozen); the rest train every layer but the backbone's BatchNorm (kept in "
+                   "inference mode) with a fresh optimizer, from --lr (after --lr-scaling) x "
+                   "--finetune-lr-factor without warm-up, cosine to 0 (default 0: every layer "
+                   "trains from the start)")
+    g.add_argument("--finetune-lr-factor", type=float, default=None, metavar="F",
+                   help="peak learning rate after the frozen phase, as a fraction of --lr "
+                   f"(default with --freeze-epochs: {DEFAULT_FINETUNE_LR_FACTOR})")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="label smoothing of every head's cross-entropy")
     g.add_argument("--augment", action=bool_flag, default=d.augment,
