@@ -81,6 +81,12 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
         for head in HEADS:
             assert f"{prefix}{head}_accuracy" in rows[0] and f"{prefix}{head}_loss" in rows[0]
     assert float(rows[0]["learning_rate"]) > 0 and float(rows[0]["images_per_second"]) > 0
+    elapsed = [float(r["elapsed_s"]) for r in rows]  # the run's wall time, for curves.png
+    assert 0 < elapsed[0] < elapsed[1]
+    from PIL import Image
+
+    with Image.open(run / "curves.png") as image:  # redrawn after every epoch
+        assert image.format == "PNG" and image.size == (1200, 800)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
