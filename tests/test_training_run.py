@@ -381,6 +381,9 @@ def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
     assert f"epoch {saved_epoch + 1} of 8" in second.stdout
     rows = _history(run)
     assert [int(r["epoch"]) for r in rows] == list(range(8))  # no gap, no duplicate
+    # The run's wall time continues from the killed session's (curves.png's time axis).
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert all(a < b for a, b in zip(elapsed, elapsed[1:])), elapsed
     # The optimizer state came back too: the learning rate follows one schedule.
     config = TrainConfig.load(run / "config.json")
     steps = json.loads((run / "results.json").read_text())["num_train"] // 16
