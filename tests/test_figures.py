@@ -310,7 +310,9 @@ def test_the_drawing_tool_redraws_saved_results(repo, tmp_path):
         return subprocess.run([sys.executable, "tools/draw_figures.py", *args], cwd=repo,
                               capture_output=True, text=True, timeout=120, env=env)
 
-    for picture, source, size in (("export", REPO_REPORT, CHART_SIZE),
+    _write_history(tmp_path / "history.csv", _rows(3))
+    for picture, source, size in (("curves", str(tmp_path), curves.CURVES_SIZE),
+                                  ("export", REPO_REPORT, CHART_SIZE),
                                   ("trials", "benchmarks/results/tuner_search.json", TRIALS_SIZE)):
         out = tmp_path / f"{picture}.png"
         run = tool(picture, source, "--output", str(out))
