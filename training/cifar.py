@@ -10,9 +10,12 @@ A run lives in `runs/<name>/`:
 - `model_config.json`: the network (`keras_googlenet.GoogLeNetConfig`), so that
   `keras_googlenet.load_model_folder("runs/<name>")` rebuilds the trained model;
 - `history.csv` and `logs/` (TensorBoard): per-epoch loss and accuracy of every
-  head, learning rate, images/s, for training and validation (`val_*_accuracy`:
-  plain images, raw weights; `*_tta`: flip TTA with `--tta-flip`; `*_ema`: EMA
-  weights with `--ema`; see `training.evaluation`);
+  head, learning rate, images/s, the run's wall time (`elapsed_s`), for
+  training and validation (`val_*_accuracy`: plain images, raw weights;
+  `*_tta`: flip TTA with `--tta-flip`; `*_ema`: EMA weights with `--ema`; see
+  `training.evaluation`);
+- `curves.png`: those curves as a picture, redrawn after every epoch
+  (`training.curves`);
 - `best.keras`: the model of the best epoch by `val_main_accuracy` (`..._tta`
   with `--tta-flip`);
 - `model.keras`: the final three-head model (EMA weights with `--ema`);
@@ -41,6 +44,7 @@ from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI
 from training.run import (
     RunError,
     check_folders,
+    elapsed_seconds,
     print_summary,
     read_history,
     run_lock,
@@ -138,7 +142,7 @@ def _train(config, started, extra_callbacks):
         _load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
-    callbacks = _callbacks(config, data, backup, history, extra_callbacks)
+    callbacks = _callbacks(config, data, backup, history, started, extra_callbacks)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
@@ -316,17 +320,19 @@ def _f32(value):
     return float(f"{float(value):.7g}")
 
 
-def _callbacks(config, data, backup, history, extra=()):
+def _callbacks(config, data, backup, history, started, extra=()):
     """The callbacks of `model.fit`, in the order they must run (`extra` last
     but the backup).
 
     `history` holds the rows of the epochs the backup covers (the later ones
-    are redone): the best checkpoint is only replaced by a better epoch.
+    are redone): the best checkpoint is only replaced by a better epoch, and
+    the run's wall time continues from theirs. `started`: this session's start
+    (`time.time()`).
     """
     import keras
 
     from keras_googlenet.environment import accelerator
-    from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
+    from training.callbacks import AtomicModelCheckpoint, EpochStats, PlotCurves, StopOnNaN
     from training.evaluation import HeldOutEvaluation, selection_metric
     from training.progress import RunProgress, cpu_advice
 
@@ -335,7 +341,8 @@ def _callbacks(config, data, backup, history, extra=()):
     best_so_far = max((float(r[metric]) for r in history), default=None)
     callbacks = [
         StopOnNaN(),
-        EpochStats(data.steps_per_epoch * config.batch_size),  # before the loggers
+        EpochStats(data.steps_per_epoch * config.batch_size, started=started,  # before the loggers
+                   elapsed_before=elapsed_seconds(history)[-1] if history else 0.0),
     ]
     if config.tta_flip or config.ema:  # before the checkpoint and the loggers
         callbacks.append(HeldOutEvaluation(data.val_arrays, config.batch_size,
@@ -349,6 +356,7 @@ def _callbacks(config, data, backup, history, extra=()):
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        PlotCurves(run_dir),  # after the CSVLogger: it draws history.csv
     ]
     if tensorflow_available():  # Keras's TensorBoard writer needs TensorFlow
         callbacks.append(
