@@ -14,6 +14,7 @@ import keras
 from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS
 from keras_googlenet.saving import build_model as build_googlenet
 from training.config import ConfigError
+from training.distributed import TF_MULTI_WORKER_UNSUPPORTED
 
 
 def setup_runtime(config):
@@ -25,7 +26,11 @@ def setup_runtime(config):
     - `"mirrored"`: a `tf.distribute.MirroredStrategy` over all local GPUs,
       else over all logical CPUs (TensorFlow backend only);
     - `"data-parallel"`: `keras.distribution.DataParallel` over all devices
-      (JAX backend only).
+      (JAX backend only);
+    - `"multi-worker"`: `keras.distribution.DataParallel` over the devices of
+      every process (JAX backend only; `training.distributed.initialize` must
+      have joined the processes). The processes feed their own shards of each
+      batch (`training.data.build_datasets`), so Keras's auto-sharding is off.
 
     Args:
         config: A resolved `TrainConfig`.
@@ -58,6 +63,14 @@ def setup_runtime(config):
                 "use --strategy mirrored on TensorFlow"
             )
         distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
+    if config.strategy == "multi-worker":
+        if backend != "jax":
+            raise ConfigError(TF_MULTI_WORKER_UNSUPPORTED)
+        # list_devices() is every process's devices once keras.distribution.initialize ran.
+        distribution = keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices(), auto_shard_dataset=False)
         keras.distribution.set_distribution(distribution)
         return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
     if backend == "jax":
