@@ -9,9 +9,9 @@ feeds its own shard of each global batch (`training.data.build_datasets`'s
 (`jax.make_array_from_process_local_data`), so the losses, gradients, metrics
 and BatchNorm statistics are those of the global batch.
 
-TensorFlow's `tf.distribute.MultiWorkerMirroredStrategy` does not train a
-Keras 3 model (`TF_MULTI_WORKER_UNSUPPORTED`; tests/test_distributed.py keeps
-checking that), so `--strategy multi-worker` needs the JAX backend.
+TensorFlow's `tf.distribute.MultiWorkerMirroredStrategy` is refused
+(`TF_MULTI_WORKER_UNSUPPORTED`, after keras-team/keras#20585; not yet checked
+here with a real two-worker run), so `--strategy multi-worker` needs JAX.
 
 Process 0, the chief, writes the run folder; the others read its backup from
 the same (shared) folder to resume (`training.cifar`).
@@ -29,10 +29,9 @@ from training.config import ConfigError
 
 #: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
 TF_MULTI_WORKER_UNSUPPORTED = (
-    "--strategy multi-worker needs KERAS_BACKEND=jax: tf.distribute.MultiWorkerMirroredStrategy "
-    "does not train Keras 3 models (model.fit fails with 'ValueError: Attempt to convert a value "
-    "(PerReplica...)', keras-team/keras#20585, still so with TensorFlow 2.21 and Keras 3.15); "
-    "run the same command with KERAS_BACKEND=jax"
+    "--strategy multi-worker needs KERAS_BACKEND=jax: Keras 3 models are not supported under "
+    "tf.distribute.MultiWorkerMirroredStrategy here (keras-team/keras#20585 reports the "
+    "multi-worker Keras tutorial failing); run the same command with KERAS_BACKEND=jax"
 )
 
 #: Settings that may differ between the processes of one run: each process's
