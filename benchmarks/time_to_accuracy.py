@@ -25,7 +25,6 @@ epoch's steps. Writes a JSON document and a PNG plot (matplotlib, Agg).
 earlier documents together, without training.
 """
 
-import argparse
 import json
 import shlex
 import statistics

@@ -28,9 +28,12 @@ A run lives in `runs/<name>/`:
 and the main head is exported as a SavedModel to `saved_models/<name>/`.
 """
 
+import contextlib
+import dataclasses
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +43,14 @@ from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
+from training.distributed import (
+    check_same_settings,
+    gather,
+    initialize,
+    is_chief,
+    process_count,
+    process_index,
+)
 from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI's API)
 from training.run import (
     RunError,
@@ -52,6 +63,9 @@ from training.run import (
     start_run_folder,
     trim_history,
 )
+
+#: `training.run.run_state`'s answers, by the code the chief sends the other processes.
+RUN_STATES = ("new", "resume", "overwrite")
 
 #: The metric that picks the best epoch (and `best.keras`) without --tta-flip
 #: (`training.evaluation.selection_metric` gives it for a configuration).
@@ -93,24 +107,57 @@ def train(config, callbacks=()):
         ExportFailed: If the SavedModel export fails (the same call retries it).
     """
     started = time.time()
+    initialize(config)  # --strategy multi-worker: before anything else uses the backend
     config = config.resolve()
-    check_folders(config)
-    with run_lock(config):
-        return _train(config, started, list(callbacks))
+    check_same_settings(config)
+    if not is_chief():
+        return _train_other_process(config, started, list(callbacks))
+    with contextlib.ExitStack() as stack:
+        try:
+            check_folders(config)
+            stack.enter_context(run_lock(config))
+            state = run_state(config)
+        except RunError:
+            gather([-1])  # tell the other processes (a no-op in one process)
+            raise
+        gather([RUN_STATES.index(state)])
+        return _train(config, started, state, list(callbacks))
 
 
-def _train(config, started, extra_callbacks):
-    """`train` once the configuration is valid and the run's lock is held."""
+def _train_other_process(config, started, extra_callbacks):
+    """`train` on a process other than the chief of a `--strategy multi-worker` run.
+
+    It trains exactly as the chief does (the same callbacks, so that every
+    process takes part in the same computations), but in a throwaway copy of
+    the run folder that is deleted when it ends: only the chief writes the
+    run folder (and exports). To resume, it copies the chief's backup from
+    the run folder, which must be on a filesystem all processes share.
+    """
+    code = gather([0])[0][0]  # the chief's run_state
+    if code < 0:
+        raise RunError(f"process 0 could not start run {config.name!r} (its error says why)")
+    with tempfile.TemporaryDirectory(prefix=f"{config.name}-process{process_index()}-") as tmp:
+        local = dataclasses.replace(config, runs_dir=tmp, export=False, verbose=0)
+        return _train(local, started, RUN_STATES[code], extra_callbacks,
+                      shared_run_dir=Path(config.run_dir))
+
+
+def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
+    """`train` once the configuration is valid and the run's lock is held
+    (`state`: `run_state`'s answer; `shared_run_dir`: the chief's run folder,
+    on the other processes of a multi-worker run)."""
     import keras
 
     from training.callbacks import AtomicBackupAndRestore
     from training.data import build_datasets
-    from training.recipe import build_model, compile_model, fan_out_datasets, setup_runtime
+    from training.recipe import (
+        build_model, compile_model, fan_out_datasets, load_pretrained, setup_runtime,
+    )
 
-    state = run_state(config)
     keras.backend.clear_session()  # also resets the dtype policy and distribution
     scope, replicas = setup_runtime(config)
-    data = build_datasets(config, replicas=replicas)
+    shard = (process_index(), process_count())
+    data = build_datasets(config, replicas=replicas, shard=shard)
     num_classes = len(data.class_names)
     try:
         with scope:
@@ -128,18 +175,30 @@ def _train(config, started, extra_callbacks):
     run_dir = Path(config.run_dir)
     backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
     resumed_from, history = 0, []
-    if state == "resume":
-        try:
-            resumed_from = backup.saved_epoch()
-            history = trim_history(run_dir / "history.csv", resumed_from)
-        except RunError:  # damaged: --overwrite (which the message offers) starts over
-            if not config.overwrite:
-                raise
-            state = "overwrite"
+    try:
+        if shared_run_dir is not None and state == "resume":
+            _copy_resume_state(shared_run_dir, run_dir)
+        if state == "resume":
+            try:
+                resumed_from = backup.saved_epoch()
+                history = trim_history(run_dir / "history.csv", resumed_from)
+            except RunError:  # damaged: --overwrite (which the message offers) starts over
+                if not config.overwrite:
+                    raise
+                state = "overwrite"
+    except RunError:
+        gather([-1])
+        raise
+    epochs = [row[0] for row in gather([resumed_from])]
+    if min(epochs) < 0 or len(set(epochs)) > 1:  # the same on every process
+        if min(epochs) >= 0:
+            raise RunError(f"the processes found backups of different epochs ({epochs}) in "
+                           "the run folder: it must be one folder shared by every process")
+        raise RunError("another process could not resume the run (its error says why)")
     if config.weights is not None and not resumed_from:
         # Only a run that starts from scratch loads them: a resumed one restores
         # its own trained weights from the backup.
-        _load_pretrained(model, config.weights)
+        load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
     callbacks = _callbacks(config, data, backup, history, started, extra_callbacks)
@@ -149,6 +208,11 @@ def _train(config, started, extra_callbacks):
           f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
           f"{data.pipeline} input pipeline, peak lr {config.peak_lr:g} (--lr {config.lr:g}, "
           f"--lr-scaling {config.lr_scaling})")
+    if shard[1] > 1:
+        print(f"Process {shard[0]} of {shard[1]}: {config.batch_size // shard[1]} of every "
+              f"global batch of {config.batch_size}, {data.steps_per_epoch} steps per epoch"
+              + ("; it writes the run folder" if shared_run_dir is None else
+                 f"; process 0 writes the run folder {shared_run_dir}"))
     if resumed_from >= config.epochs:
         print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "
               "finishing the run")
@@ -167,35 +231,25 @@ def _train(config, started, extra_callbacks):
             f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
             f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
         ) from e
-    print_summary(results)
+    if shared_run_dir is None:
+        print_summary(results)
     return results
 
 
-def _load_pretrained(model, weights):
-    """`keras_googlenet.load_backbone_weights`, its failures as one-line ConfigErrors."""
-    from keras_googlenet import load_backbone_weights
-
+def _copy_resume_state(shared_run_dir, run_dir):
+    """Copies the chief's backup and history into this process's run folder copy
+    (a run folder that is not shared leaves it without: `_train` then stops)."""
+    backup = shared_run_dir / "backup"
+    if not backup.is_dir():
+        return
+    run_dir.mkdir(parents=True)
     try:
-        loaded = load_backbone_weights(model, weights)
-    except (ValueError, ImportError) as e:
-        raise ConfigError(f"--weights {weights}: {one_line(e, 300)}") from e
-    print(f"Loaded the pretrained backbone ({len(loaded)} layers) from --weights {weights}; "
-          "the heads are new")
-
-
-def _unalias_ema_weights(model):
-    """Gives each trainable variable its own buffer after an EMA `fit`.
-
-    `finalize_variable_values` assigns each moving average to its model
-    variable, and on JAX both then hold the same array; the next evaluate()
-    donates the model's buffers, which deletes the optimizer's copy too, and
-    saving `model.keras` fails ("Array has been deleted"). A copy breaks the
-    sharing; on the other backends it is a no-op in effect.
-    """
-    import keras
-
-    for variable in model.trainable_variables:
-        variable.assign(keras.ops.copy(variable.value))
+        shutil.copytree(backup, run_dir / "backup")
+        if (shared_run_dir / "history.csv").exists():
+            shutil.copy2(shared_run_dir / "history.csv", run_dir / "history.csv")
+    except OSError as e:
+        raise RunError(f"process {process_index()} could not read the backup in {backup} "
+                       f"({one_line(e, 120)})") from e
 
 
 def _fit_phases(model, config, data, callbacks, scope):
@@ -249,11 +303,11 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
     run_dir = Path(config.run_dir)
     phases = _fit_phases(model, config, data, callbacks, scope)
     from training.evaluation import accuracy, predict_probabilities, selection_metric
+    from training.evaluation import unalias_ema_weights
 
-    # With --ema, fit() has already swapped the averaged weights into the model
-    # (optimizer.finalize_variable_values), so what follows uses them.
+    # With --ema, fit() has swapped the averaged weights in (finalize_variable_values).
     if config.ema:
-        _unalias_ema_weights(model)
+        unalias_ema_weights(model)
     final = model.evaluate(data.val, return_dict=True, verbose=0)
     tta = None
     if config.tta_flip:

@@ -32,7 +32,7 @@ from keras_googlenet.fileio import atomic_write_json
 DATA_SOURCES = ("tfds", "folder", "synthetic")
 STEMS = tuple(sorted(MODEL_STEMS))
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored", "data-parallel")
+STRATEGIES = ("none", "mirrored", "data-parallel", "multi-worker")
 PIPELINES = ("tf.data", "numpy")
 LR_SCALINGS = ("linear", "none")
 
@@ -54,7 +54,18 @@ LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_e
 #: change the trained state (everything else must match to resume).
 RESUME_INDEPENDENT = ("overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
                       "max_extract_mb", "max_extract_ratio",
-                      "steps_per_execution", "run_eagerly")
+                      "steps_per_execution", "run_eagerly",
+                      # Where each process of a multi-worker run finds the others, and
+                      # which one it is: a resumed run may start on other machines.
+                      "job_addresses", "process_id", "init_timeout")
+
+#: Keras's environment variables of `keras.distribution.initialize`, by field:
+#: `--strategy multi-worker` reads them when the flags are not given.
+PROCESS_ENV = {
+    "job_addresses": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
+}
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -67,6 +78,8 @@ MAX_EPOCHS = 10**6
 MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed) stop there
 MAX_STEPS_PER_EXECUTION = 10**6
 MAX_SYNTHETIC_GIB = 16  # --data synthetic generates its uint8 images in memory
+MAX_PROCESSES = 4096  # far beyond any data-parallel GoogLeNet job
+MAX_INIT_TIMEOUT = 3600  # an hour: a cluster that needs longer to start is broken
 
 #: --finetune-lr-factor's default: the unfrozen phase peaks at a tenth of --lr.
 DEFAULT_FINETUNE_LR_FACTOR = 0.1
@@ -150,6 +163,12 @@ class TrainConfig:
     strategy: str = "none"
     steps_per_execution: int = 1
     run_eagerly: bool = False
+    # ---- distributed (--strategy multi-worker) --------------------------------
+    # None: from Keras's KERAS_DISTRIBUTION_* variables (PROCESS_ENV).
+    job_addresses: Optional[str] = None  # "host:port" of process 0, or all processes'
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+    init_timeout: int = 120  # seconds to find the other processes, then a one-line error
 
     # ------------------------------------------------------------------------
     @property
@@ -201,6 +220,7 @@ class TrainConfig:
             config.finetune_lr_factor = DEFAULT_FINETUNE_LR_FACTOR
         if config.data_dir is not None:
             config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+        config = config.resolve_processes()
         config.validate()
         if config.jit is None or config.precision is None:
             backend, gpu = accelerator()
@@ -214,6 +234,42 @@ class TrainConfig:
         if config.pipeline is None:
             config.pipeline = "tf.data" if tensorflow_available() else "numpy"
         config.validate()
+        return config
+
+    def resolve_processes(self):
+        """Returns a copy whose multi-worker fields are filled in and checked.
+
+        With `--strategy multi-worker`, fields left at `None` come from Keras's
+        environment variables (`PROCESS_ENV`); other strategies take no
+        multi-worker settings (the variables are then ignored). Pure: nothing
+        is started (`training.distributed.initialize` starts the processes).
+
+        Raises:
+            ConfigError: If a multi-worker setting is missing or invalid.
+        """
+        config = dataclasses.replace(self)
+        given = [f for f in PROCESS_ENV if getattr(config, f) is not None]
+        if config.strategy != "multi-worker":
+            if given:
+                raise ConfigError(f"--{given[0].replace('_', '-')} needs --strategy multi-worker; "
+                                  f"got --strategy {config.strategy}")
+            return config
+        for field, variable in PROCESS_ENV.items():
+            if getattr(config, field) is None and os.environ.get(variable, "") != "":
+                value = os.environ[variable]
+                if field != "job_addresses":
+                    try:
+                        value = int(value)
+                    except ValueError:
+                        raise ConfigError(f"{variable} must be an integer; got {value!r}") from None
+                setattr(config, field, value)
+        for field, variable in PROCESS_ENV.items():
+            if getattr(config, field) is None:
+                raise ConfigError(f"--strategy multi-worker needs --{field.replace('_', '-')} "
+                                  f"(or ${variable}), the same on every process but the id")
+        for flag, value, valid, requirement in _process_checks(config):
+            if not valid:
+                raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
         return config
 
     def validate(self):
@@ -305,6 +361,8 @@ class TrainConfig:
              f"one of {PRECISIONS}"),
             ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
             ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
+            ("--init-timeout", self.init_timeout, _within(self.init_timeout, 1, MAX_INIT_TIMEOUT),
+             f"in [1, {MAX_INIT_TIMEOUT}] seconds"),
             ("--steps-per-execution", self.steps_per_execution,
              _within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
              f"in [1, {MAX_STEPS_PER_EXECUTION}]"),
@@ -402,6 +460,27 @@ def _within(value, minimum, maximum):
 
 def _fraction(value):
     return _is_num(value) and 0 <= value < 1
+
+
+def _process_checks(config):
+    """`TrainConfig.resolve_processes`'s checks: (flag, value, valid, requirement)."""
+    n = config.num_processes
+    addresses = config.job_addresses.split(",") if isinstance(config.job_addresses, str) else []
+    well_formed = bool(addresses) and all(_is_address(a) for a in addresses)
+    return [
+        ("--num-processes", n, _within(n, 1, MAX_PROCESSES), f"in [1, {MAX_PROCESSES}]"),
+        ("--process-id", config.process_id, _is_int(config.process_id) and _is_int(n)
+         and 0 <= config.process_id < n, f"in [0, --num-processes) = [0, {n})"),
+        ("--job-addresses", config.job_addresses, well_formed and len(addresses) in (1, n),
+         "HOST:PORT of process 0, or the comma-separated HOST:PORT of all --num-processes "
+         "processes (process 0 first)"),
+    ]
+
+
+def _is_address(address):
+    """`host:port` with a port in [1, 65535] (IPv6 hosts in brackets)."""
+    host, _, port = address.strip().rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 def _weights_checks(config):

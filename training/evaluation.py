@@ -114,3 +114,18 @@ class HeldOutEvaluation(keras.callbacks.Callback):
                     self._log(logs, EMA_SUFFIX + TTA_SUFFIX, tta=True)
             finally:
                 swap.on_test_end()  # and back
+
+
+def unalias_ema_weights(model):
+    """Gives each trainable variable its own buffer after an EMA `fit`.
+
+    `finalize_variable_values` assigns each moving average to its model
+    variable, and on JAX both then hold the same array; the next evaluate()
+    donates the model's buffers, which deletes the optimizer's copy too, and
+    saving `model.keras` fails ("Array has been deleted"). A copy breaks the
+    sharing; on the other backends it is a no-op in effect.
+    """
+    import keras
+
+    for variable in model.trainable_variables:
+        variable.assign(keras.ops.copy(variable.value))

@@ -145,12 +145,28 @@ def build_parser():
                    "float32 on CPU")
     g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
                    help="mirrored: tf.distribute over local GPUs (TensorFlow); "
-                   "data-parallel: keras.distribution (JAX)")
+                   "data-parallel: keras.distribution over local devices (JAX); "
+                   "multi-worker: one run over several processes and machines (JAX; see "
+                   "the distributed flags)")
     g.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution,
                    help="training steps per compiled call; raise on GPUs to cut per-step "
                    "overhead (callbacks then see every N-th batch)")
     g.add_argument("--run-eagerly", action="store_true",
                    help="debugging: run the model op by op, without tf.function/jit (slow)")
+
+    g = p.add_argument_group(
+        "distributed", "--strategy multi-worker (JAX): start the same command once per process; "
+        "each flag left out is read from Keras's environment variable")
+    g.add_argument("--job-addresses", default=None, metavar="HOST:PORT[,HOST:PORT...]",
+                   help="address of process 0, the coordinator (or every process's, process 0 "
+                   "first); default $KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    g.add_argument("--num-processes", type=int, default=None,
+                   help="processes of the run; default $KERAS_DISTRIBUTION_NUM_PROCESSES")
+    g.add_argument("--process-id", type=int, default=None,
+                   help="this process's id, 0 (the chief, which writes the run folder) to N-1; "
+                   "default $KERAS_DISTRIBUTION_PROCESS_ID")
+    g.add_argument("--init-timeout", type=int, default=d.init_timeout,
+                   help="seconds to wait for the other processes before a one-line error")
     return p
 
 

@@ -16,7 +16,9 @@ import keras
 
 from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS, is_head_layer
 from keras_googlenet.saving import build_model as build_googlenet
+from training.cli import one_line
 from training.config import ConfigError
+from training.distributed import TF_MULTI_WORKER_UNSUPPORTED
 
 
 def setup_runtime(config):
@@ -28,7 +30,11 @@ def setup_runtime(config):
     - `"mirrored"`: a `tf.distribute.MirroredStrategy` over all local GPUs,
       else over all logical CPUs (TensorFlow backend only);
     - `"data-parallel"`: `keras.distribution.DataParallel` over all devices
-      (JAX backend only).
+      (JAX backend only);
+    - `"multi-worker"`: `keras.distribution.DataParallel` over the devices of
+      every process (JAX backend only; `training.distributed.initialize` must
+      have joined the processes). The processes feed their own shards of each
+      batch (`training.data.build_datasets`), so Keras's auto-sharding is off.
 
     Args:
         config: A resolved `TrainConfig`.
@@ -61,6 +67,14 @@ def setup_runtime(config):
                 "use --strategy mirrored on TensorFlow"
             )
         distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
+    if config.strategy == "multi-worker":
+        if backend != "jax":
+            raise ConfigError(TF_MULTI_WORKER_UNSUPPORTED)
+        # list_devices() is every process's devices once keras.distribution.initialize ran.
+        distribution = keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices(), auto_shard_dataset=False)
         keras.distribution.set_distribution(distribution)
         return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
     if backend == "jax":
@@ -319,3 +333,15 @@ class _FannedOut(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.dataset.on_epoch_end()
+
+
+def load_pretrained(model, weights):
+    """`keras_googlenet.load_backbone_weights`, its failures as one-line ConfigErrors."""
+    from keras_googlenet import load_backbone_weights
+
+    try:
+        loaded = load_backbone_weights(model, weights)
+    except (ValueError, ImportError) as e:
+        raise ConfigError(f"--weights {weights}: {one_line(e, 300)}") from e
+    print(f"Loaded the pretrained backbone ({len(loaded)} layers) from --weights {weights}; "
+          "the heads are new")

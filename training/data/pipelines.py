@@ -54,7 +54,7 @@ class Datasets:
     val_arrays: tuple = None
 
 
-def build_datasets(config, *, replicas=1):
+def build_datasets(config, *, replicas=1, shard=(0, 1)):
     """Builds the training and held-out inputs for `model.fit`.
 
     Images stay raw RGB 0-255 (GoogLeNet rescales inside the model); labels
@@ -66,6 +66,14 @@ def build_datasets(config, *, replicas=1):
             parallelism every batch must divide evenly, so the held-out split
             is then padded to a multiple of `replicas` with zero-weight
             examples (the validation batches then carry sample weights).
+        shard: `(index, count)`: this process's share of a run over `count`
+            processes (`--strategy multi-worker`). The process then feeds
+            examples `index::count` (the training shards cut to one size, so
+            that every process takes the same number of steps) in batches of
+            `config.batch_size // count`; Keras joins the processes' batches
+            into the global batch of `config.batch_size`. The held-out split
+            is padded first, then sharded the same way: over all processes
+            every held-out example is evaluated exactly once.
 
     Returns:
         A `Datasets`.
@@ -74,6 +82,7 @@ def build_datasets(config, *, replicas=1):
         DataError: If the data cannot be read or is too small for the batch size.
     """
     a = load(config)
+    index, count = shard
     num_train, num_val = len(a.x_train), len(a.x_val)
     if config.batch_size > num_train:
         raise DataError(
@@ -90,24 +99,36 @@ def build_datasets(config, *, replicas=1):
         x_val = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
         y_val = np.concatenate([y_val, np.zeros(pad, y_val.dtype)])
         w_val = np.concatenate([np.ones(num_val, "float32"), np.zeros(pad, "float32")])
+    x_train, y_train, batch_size = a.x_train, a.y_train, config.batch_size
+    if count > 1:
+        if config.batch_size % count:
+            raise DataError(f"--batch-size {config.batch_size} must be a multiple of the "
+                            f"{count} processes")
+        per_process = num_train // count
+        x_train, y_train = x_train[index::count][:per_process], y_train[index::count][:per_process]
+        if w_val is None:
+            w_val = np.ones(len(x_val), "float32")
+        x_val, y_val, w_val = x_val[index::count], y_val[index::count], w_val[index::count]
+        batch_size //= count
     num_classes = len(a.class_names)
     if config.pipeline == "tf.data":
-        train, val = _tf_datasets(config, a.x_train, a.y_train, x_val, y_val, w_val, num_classes)
+        train, val = _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val,
+                                  num_classes)
     else:
         pad = config.pad if config.augment else None
         train = ArrayDataset(
-            a.x_train, a.y_train, num_classes, config.batch_size,
+            x_train, y_train, num_classes, batch_size,
             shuffle=True, pad=pad, seed=config.seed, drop_remainder=True,
             cutout=config.cutout if config.augment else 0,
         )
-        val = ArrayDataset(x_val, y_val, num_classes, config.batch_size, sample_weight=w_val)
+        val = ArrayDataset(x_val, y_val, num_classes, batch_size, sample_weight=w_val)
     return Datasets(
         train=train,
         val=val,
         class_names=a.class_names,
         num_train=num_train,
         num_val=num_val,
-        steps_per_epoch=num_train // config.batch_size,
+        steps_per_epoch=len(x_train) // batch_size,
         val_source=a.val_source,
         pipeline=config.pipeline,
         skipped_files=a.skipped_files,
@@ -174,7 +195,7 @@ class ArrayDataset(keras.utils.PyDataset):
         self._order = self._permutation()
 
 
-def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
+def _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val, num_classes):
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
@@ -189,14 +210,14 @@ def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
         # Batch first, then augment whole batches: far cheaper than per image.
-        .batch(config.batch_size, drop_remainder=True)
+        .batch(batch_size, drop_remainder=True)
         .map(train_map, num_parallel_calls=autotune, deterministic=False)
         .prefetch(autotune)
     )
     if w_val is None:
-        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
         val = val.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     else:
-        val = tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(config.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(batch_size)
         val = val.map(lambda x, y, w: (x, tf.one_hot(y, num_classes), w))
     return train, val.prefetch(autotune)
