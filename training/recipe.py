@@ -59,7 +59,7 @@ def setup_runtime(config):
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-        return strategy.scope(), strategy.num_replicas_in_sync
+        return _StrategyScope(strategy), strategy.num_replicas_in_sync
     if config.strategy == "data-parallel":
         if backend != "jax":
             raise ConfigError(
@@ -80,6 +80,22 @@ def setup_runtime(config):
     if backend == "jax":
         keras.distribution.set_distribution(None)  # undo an earlier call in this process
     return contextlib.nullcontext(), 1
+
+
+class _StrategyScope:
+    """`strategy.scope()` that can be entered more than once: the model is built
+    in it, and every fine-tuning phase compiles in it again (the object that
+    `tf.distribute.Strategy.scope()` returns is single-use)."""
+
+    def __init__(self, strategy):
+        self._strategy, self._open = strategy, []
+
+    def __enter__(self):
+        self._open.append(self._strategy.scope())
+        return self._open[-1].__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._open.pop().__exit__(*exc_info)
 
 
 def build_model(config, num_classes):
