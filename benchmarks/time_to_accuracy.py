@@ -36,7 +36,8 @@ from pathlib import Path
 from benchmarks.cli_lists import float_list, int_list
 from keras_googlenet.architecture import MAIN_HEAD
 from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_path, atomic_write_json
+from keras_googlenet.figures import new_figure, write_png
+from keras_googlenet.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUTPUT = RESULTS / "time_to_accuracy.json"
@@ -218,13 +219,16 @@ def markdown(summary, levels):
 def plot(recipes, path):
     """Accuracy (main head, each recipe's selection evaluation and the others dashed)
     against steps and epochs, one thin line per seed and the seeds' mean bold."""
+    write_png(path, lambda: _accuracy_figure(recipes))
+
+
+def _accuracy_figure(recipes):
+    """The figure `plot` writes (drawn under matplotlib's default style)."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = new_figure((1210, 462))
+    axes = fig.subplots(1, 2, sharey=True)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"plain": "-", "tta": "--", "ema": ":", "ema_tta": "-."}
     for k, recipe in enumerate(recipes):
         colour = colours[k % len(colours)]
@@ -248,10 +252,7 @@ def plot(recipes, path):
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Held-out accuracy over training (thin: seeds; bold: their mean)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def lscpu():
