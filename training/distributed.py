@@ -25,6 +25,7 @@ import sys
 import threading
 import zlib
 
+from training.cli import one_line
 from training.config import ConfigError
 
 #: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
@@ -96,7 +97,7 @@ def initialize(config):
             keras.distribution.initialize(config.job_addresses, config.num_processes,
                                           config.process_id)
         except (RuntimeError, ValueError) as e:
-            raise ConfigError(f"{where} could not start: {' '.join(str(e).split())[:300]}") from e
+            raise ConfigError(f"{where} could not start: {one_line(e, 300)}") from e
         finally:
             jax.distributed.initialize = real
 
