@@ -105,11 +105,11 @@ def bf16_ratios(rows):
     """`{label of a mixed_bfloat16 row: its paired ratio to the float32 row of the same
     framework, backend, jit and layout}` (the figure that decides `--precision auto`)."""
     def key(r):
-        return (r["framework"], r["backend"], r["jit"], r["channels_last"], r["torch_threads"])
+        return tuple(r.get(k) for k in ("framework", "backend", "jit", "channels_last", "torch_threads"))
 
-    float32 = {key(r): r for r in rows if r["precision"] == "float32"}
+    float32 = {key(r): r for r in rows if r.get("precision", "float32") == "float32"}
     return {r["label"]: paired_ratio(r, float32[key(r)]) for r in rows
-            if r["precision"] == "mixed_bfloat16" and key(r) in float32}
+            if r.get("precision") == "mixed_bfloat16" and key(r) in float32}
 
 
 def build_parser():

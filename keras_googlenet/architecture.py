@@ -58,6 +58,17 @@ MAIN_HEAD = "main"
 #: Output heads of a three-head GoogLeNet, in output order.
 HEADS = (*AUX_HEADS, MAIN_HEAD)
 
+
+def is_head_layer(name):
+    """Whether the layer called `name` belongs to an output head: it is named
+    after the head (`main`, `aux1`) or starts with `<head>_` (`aux1_conv`).
+
+    The other weighted layers are the backbone: what `load_backbone_weights`
+    loads, and what a fine-tuning run's frozen phase freezes.
+    """
+    return name in HEADS or name.startswith(tuple(f"{head}_" for head in HEADS))
+
+
 #: Loss weight of each head during training (Section 5 of the paper: the
 #: auxiliary losses are added with weight 0.3).
 LOSS_WEIGHTS = {"aux1": 0.3, "aux2": 0.3, MAIN_HEAD: 1.0}

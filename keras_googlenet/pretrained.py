@@ -133,8 +133,9 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def assign(model, arrays, *, source, skip):
-    """Sets every weighted layer of `model` (but those in `skip`) from `arrays`.
+def assign(model, arrays, *, source, heads=True):
+    """Sets every weighted layer of `model` from `arrays`; with `heads=False`,
+    all but its heads (`architecture.is_head_layer`): the backbone.
 
     Returns:
         The names of the layers set.
@@ -143,12 +144,9 @@ def assign(model, arrays, *, source, skip):
         ValueError: Naming the first layer that `arrays` lacks or whose shapes
             differ.
     """
-    skipped = tuple(skip)
     loaded = []
     for layer in model.layers:
-        if not layer.weights or layer.name in skipped or layer.name.startswith(
-            tuple(f"{h}_" for h in skipped)
-        ):
+        if not layer.weights or (not heads and architecture.is_head_layer(layer.name)):
             continue
         values = arrays.get(layer.name)
         keys = torch_weights.torch_keys(layer.name) or [layer.name]

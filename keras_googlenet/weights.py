@@ -115,7 +115,7 @@ def load_weights(model, weights, config):
     """Loads validated `weights` into `model`, built from `config`."""
     if is_pretrained(weights):
         arrays = pretrained.keras_arrays(weights)
-        pretrained.assign(model, arrays, source=weights, skip=())
+        pretrained.assign(model, arrays, source=weights)
         if config.include_top and config.aux_logits:
             warnings.warn(
                 f"The auxiliary heads of weights={weights!r} are not trained (torchvision "
@@ -178,7 +178,7 @@ def load_backbone_weights(model, weights="imagenet"):
             + ", ".join(f"{k}={v!r}" for k, v in differing.items())
         )
     arrays = pretrained.keras_arrays(weights)
-    return pretrained.assign(model, arrays, source=weights, skip=architecture.HEADS)
+    return pretrained.assign(model, arrays, source=weights, heads=False)
 
 
 def _visible_options(model):

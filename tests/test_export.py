@@ -163,8 +163,8 @@ def test_export_from_arrays_with_config(model, images, tmp_path):
                        config=tiny_config(), calibration_images=x[:40], eval_images=x[40:],
                        eval_labels=y[40:], repeats=2, log=lambda msg: None)
     path = tmp_path / "arrays"
-    assert listing(path) == ["export_report.json", "labels.txt", "model_config.json",
-                             "model_float32.tflite", "model_int8.tflite"]
+    assert listing(path) == ["export_report.json", "export_report.png", "labels.txt",
+                             "model_config.json", "model_float32.tflite", "model_int8.tflite"]
     assert GoogLeNetConfig.load(path) == tiny_config()
     assert json.loads((path / "export_report.json").read_text()) == json.loads(
         json.dumps(report))

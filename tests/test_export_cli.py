@@ -86,7 +86,7 @@ def test_full_export_writes_every_file(full_export):
     report, path, table = full_export
     assert listing(path) == sorted(
         [
-            "assets", "export_report.json", "fingerprint.pb", "labels.txt",
+            "assets", "export_report.json", "export_report.png", "fingerprint.pb", "labels.txt",
             "model_dynamic.tflite", "model_float16.tflite", "model_float32.tflite",
             "model_int8.tflite", "saved_model.pb", "variables",
         ]
@@ -224,7 +224,8 @@ def test_keras_file_with_calibration_folder_aux1_head(model_file, model, image_f
     assert rc == 0, capsys.readouterr().err
     path = tmp_path / "early"
     assert listing(path) == [
-        "export_report.json", "labels.txt", "model_float32.tflite", "model_int8.tflite"
+        "export_report.json", "export_report.png", "labels.txt", "model_float32.tflite",
+        "model_int8.tflite",
     ]
     # No labels in a bare .keras file: numbered labels.
     assert (path / "labels.txt").read_text() == "0\n1\n2\n"
@@ -312,7 +313,8 @@ def test_existing_export_needs_overwrite(model_file, tmp_path, capsys):
     assert (dest / "model_float32.tflite").read_bytes() == b"old"
 
     assert run_export.main(argv + ["--overwrite"]) == 0
-    assert listing(dest) == ["export_report.json", "labels.txt", "model_float32.tflite"]
+    assert listing(dest) == ["export_report.json", "export_report.png", "labels.txt",
+                             "model_float32.tflite"]
     assert (dest / "model_float32.tflite").read_bytes()[4:8] == b"TFL3"
     assert listing(tmp_path) == ["x"]
 

@@ -81,6 +81,12 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
         for head in HEADS:
             assert f"{prefix}{head}_accuracy" in rows[0] and f"{prefix}{head}_loss" in rows[0]
     assert float(rows[0]["learning_rate"]) > 0 and float(rows[0]["images_per_second"]) > 0
+    elapsed = [float(r["elapsed_s"]) for r in rows]  # the run's wall time, for curves.png
+    assert 0 < elapsed[0] < elapsed[1]
+    from PIL import Image
+
+    with Image.open(run / "curves.png") as image:  # redrawn after every epoch
+        assert image.format == "PNG" and image.size == (1200, 800)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -375,6 +381,9 @@ def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
     assert f"epoch {saved_epoch + 1} of 8" in second.stdout
     rows = _history(run)
     assert [int(r["epoch"]) for r in rows] == list(range(8))  # no gap, no duplicate
+    # The run's wall time continues from the killed session's (curves.png's time axis).
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert all(a < b for a, b in zip(elapsed, elapsed[1:])), elapsed
     # The optimizer state came back too: the learning rate follows one schedule.
     config = TrainConfig.load(run / "config.json")
     steps = json.loads((run / "results.json").read_text())["num_train"] // 16
@@ -434,7 +443,8 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
                         "--strategy", "data-parallel")
     synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic",
                       "--synthetic-examples", "64", "--runs-dir", str(tmp_path / "runs"),
-                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY]
+                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY,
+                      "--ema"]  # on JAX, EMA's final weights once broke model.save
     # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
     xla_flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
                  "--xla_llvm_disable_expensive_passes=true")
@@ -457,3 +467,5 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
     synthetic = json.loads((tmp_path / "runs" / "jax-synthetic" / "results.json").read_text())
     assert synthetic["num_train"] == 64 and synthetic["devices"] == 1
+    assert synthetic["final_weights"] == "ema"
+    assert (tmp_path / "runs" / "jax-synthetic" / "model.keras").stat().st_size > 0

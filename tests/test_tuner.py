@@ -276,6 +276,10 @@ def test_two_trial_search_writes_results(searched):
     assert all(t["mflops"] <= TINY_BUDGET for t in trials)
     assert all(0 <= t["score"] <= 1 for t in trials)
     assert "| trial | status | val_main_accuracy |" in (searched / "summary.md").read_text()
+    from PIL import Image
+
+    with Image.open(searched / "trials.png") as image:  # tuner.chart, from the same rows
+        assert image.format == "PNG" and image.size == (900, 600)
     config = json.loads((searched / "best_config.json").read_text())
     assert {"blocks", "width", "stem", "classes", "input_shape"} <= set(config)
     best = json.loads((searched / "best_trial.json").read_text())

@@ -3,13 +3,16 @@
 import hashlib
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import keras
 
 from keras_googlenet.fileio import atomic_save_model, atomic_save_weights, atomic_write_text
 from training.cli import one_line
-from training.run import OVERWRITE_HINT, RunError
+from training.curves import write_curves
+from training.run import ELAPSED_COLUMN, OVERWRITE_HINT, RunError
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,7 +52,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     kill at any instant leaves metadata that names complete weights, and a
     backup whose files were damaged afterwards is refused (`RunError`, naming
     the file) instead of being trained on.
+
+    The metadata also records `phase` (the training phase whose optimizer state
+    the weights hold, `training.recipe.Phase.name`) when it is set, so that a
+    run with a frozen phase resumes in the right one (`saved_phase`).
     """
+
+    #: The name of the phase being trained; written into the metadata (None: not written).
+    phase = None
 
     # Overrides private methods of BackupAndRestore (Keras 3.x); its restore
     # logic (`on_train_begin`, `_load_model`) is unchanged.
@@ -60,6 +70,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         atomic_save_weights(self.model, path)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
                     "weights": name, "sha256": _sha256(path)}
+        if self.phase is not None:
+            metadata["phase"] = self.phase
         atomic_write_text(self._training_metadata_path, json.dumps(metadata))
         self._weights_path = path
         for entry in os.scandir(self.backup_dir):  # earlier epochs' (and a killed save's)
@@ -99,6 +111,23 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         """
         metadata = self._metadata()
         return 0 if metadata is None else metadata["epoch"]
+
+    def saved_phase(self):
+        """The phase recorded in the backup (None without one, or if none was recorded).
+
+        Raises:
+            RunError: If the backup is damaged.
+        """
+        metadata = self._metadata()
+        return None if metadata is None else metadata.get("phase")
+
+    def save(self, model, epochs_done):
+        """Backs up `model` now as the state after `epochs_done` epochs (for a
+        phase change between epochs: the backup then holds the new phase's
+        optimizer state)."""
+        self.set_model(model)
+        self._current_epoch, self._last_batch_seen = epochs_done, 0
+        self._save_model()
 
     def _load_model(self):
         self._metadata()
@@ -141,17 +170,23 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 class EpochStats(keras.callbacks.Callback):
     """Adds per-epoch figures to the logs that CSVLogger and TensorBoard record.
 
-    Adds `learning_rate` (at the end of the epoch), `epoch_time_s` and
-    `images_per_second`, the latter over the training phase only (validation
-    excluded). Place it before the callbacks that should see these keys.
+    Adds `learning_rate` (at the end of the epoch), `epoch_time_s`,
+    `images_per_second` (over the training phase only, validation excluded)
+    and `elapsed_s` (`training.run.ELAPSED_COLUMN`: the run's wall time so
+    far). Place it before the callbacks that should see these keys.
 
     Args:
         images_per_epoch: Training images per epoch (steps x batch size).
+        started: `time.time()` when this session of the run started (default: now).
+        elapsed_before: Wall time of the run's earlier sessions (a resumed run:
+            the last kept history row's `elapsed_s`).
     """
 
-    def __init__(self, images_per_epoch):
+    def __init__(self, images_per_epoch, started=None, elapsed_before=0.0):
         super().__init__()
         self.images_per_epoch = images_per_epoch
+        self.started = time.time() if started is None else started
+        self.elapsed_before = elapsed_before
         self._start = self._train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -171,3 +206,32 @@ class EpochStats(keras.callbacks.Callback):
         )
         logs["epoch_time_s"] = end - self._start
         logs["images_per_second"] = self.images_per_epoch / max(train_time, 1e-9)
+        logs[ELAPSED_COLUMN] = self.elapsed_before + (time.time() - self.started)
+
+
+class PlotCurves(keras.callbacks.Callback):
+    """Redraws the run's `curves.png` from its `history.csv` after every epoch.
+
+    Place it after the `keras.callbacks.CSVLogger` that writes `history.csv`,
+    so that the picture includes the epoch just finished. A picture that
+    cannot be drawn never stops the run: the first failure is logged in one
+    line (later ones are not repeated) and training goes on.
+
+    Args:
+        run_dir: The run folder.
+        log: Called with that line (default: print to stderr).
+    """
+
+    def __init__(self, run_dir, log=None):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.failures = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not write_curves(self.run_dir, log=self._failed):
+            self.failures += 1
+
+    def _failed(self, line):
+        if self.failures == 0:  # the first failure only: not one line per epoch
+            self.log(f"{line}; training goes on")

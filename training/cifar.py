@@ -10,19 +10,30 @@ A run lives in `runs/<name>/`:
 - `model_config.json`: the network (`keras_googlenet.GoogLeNetConfig`), so that
   `keras_googlenet.load_model_folder("runs/<name>")` rebuilds the trained model;
 - `history.csv` and `logs/` (TensorBoard): per-epoch loss and accuracy of every
-  head, learning rate, images/s, for training and validation;
-- `best.keras`: the model of the best epoch by `val_main_accuracy`;
+  head, learning rate, images/s, the run's wall time (`elapsed_s`), for
+  training and validation (`val_*_accuracy`: plain images, raw weights;
+  `*_tta`: flip TTA with `--tta-flip`; `*_ema`: EMA weights with `--ema`; see
+  `training.evaluation`);
+- `curves.png`: those curves as a picture, redrawn after every epoch
+  (`training.curves`);
+- `best.keras`: the model of the best epoch by `val_main_accuracy` (`..._tta`
+  with `--tta-flip`);
 - `model.keras`: the final three-head model (EMA weights with `--ema`);
-- `results.json`: final per-head accuracy on the held-out split, wall time,
-  training images/s (written last: its presence marks a finished run);
+- `results.json`: final per-head accuracy on the held-out split (also with flip
+  TTA under `--tta-flip`), wall time,
+  training images/s, the training phases (written last: its presence
+  marks a finished run);
 - `backup/`: the state a killed run resumes from (removed when the run finishes).
 
 and the main head is exported as a SavedModel to `saved_models/<name>/`.
 """
 
+import contextlib
+import dataclasses
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,10 +43,19 @@ from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
+from training.distributed import (
+    check_same_settings,
+    gather,
+    initialize,
+    is_chief,
+    process_count,
+    process_index,
+)
 from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI's API)
 from training.run import (
     RunError,
     check_folders,
+    elapsed_seconds,
     print_summary,
     read_history,
     run_lock,
@@ -44,7 +64,11 @@ from training.run import (
     trim_history,
 )
 
-#: The metric that picks the best epoch (and `best.keras`).
+#: `training.run.run_state`'s answers, by the code the chief sends the other processes.
+RUN_STATES = ("new", "resume", "overwrite")
+
+#: The metric that picks the best epoch (and `best.keras`) without --tta-flip
+#: (`training.evaluation.selection_metric` gives it for a configuration).
 BEST_METRIC = f"val_{MAIN_HEAD}_accuracy"
 
 
@@ -55,7 +79,7 @@ class ExportFailed(RuntimeError):
 # ---- training -----------------------------------------------------------------
 
 
-def train(config):
+def train(config, callbacks=()):
     """Trains, evaluates, saves and exports one run.
 
     Re-running an unfinished run with the same settings resumes it from its
@@ -67,6 +91,10 @@ def train(config):
 
     Args:
         config: A `TrainConfig` (resolved here if it is not already).
+        callbacks: More `keras.callbacks.Callback`s for `model.fit` (they run
+            after the run's own loggers and before its backup, and see every
+            metric of the epoch's logs; `benchmarks.time_to_accuracy` stops a
+            run at a target with one).
 
     Returns:
         The results dict also written to `runs/<name>/results.json`.
@@ -79,24 +107,57 @@ def train(config):
         ExportFailed: If the SavedModel export fails (the same call retries it).
     """
     started = time.time()
+    initialize(config)  # --strategy multi-worker: before anything else uses the backend
     config = config.resolve()
-    check_folders(config)
-    with run_lock(config):
-        return _train(config, started)
+    check_same_settings(config)
+    if not is_chief():
+        return _train_other_process(config, started, list(callbacks))
+    with contextlib.ExitStack() as stack:
+        try:
+            check_folders(config)
+            stack.enter_context(run_lock(config))
+            state = run_state(config)
+        except RunError:
+            gather([-1])  # tell the other processes (a no-op in one process)
+            raise
+        gather([RUN_STATES.index(state)])
+        return _train(config, started, state, list(callbacks))
 
 
-def _train(config, started):
-    """`train` once the configuration is valid and the run's lock is held."""
+def _train_other_process(config, started, extra_callbacks):
+    """`train` on a process other than the chief of a `--strategy multi-worker` run.
+
+    It trains exactly as the chief does (the same callbacks, so that every
+    process takes part in the same computations), but in a throwaway copy of
+    the run folder that is deleted when it ends: only the chief writes the
+    run folder (and exports). To resume, it copies the chief's backup from
+    the run folder, which must be on a filesystem all processes share.
+    """
+    code = gather([0])[0][0]  # the chief's run_state
+    if code < 0:
+        raise RunError(f"process 0 could not start run {config.name!r} (its error says why)")
+    with tempfile.TemporaryDirectory(prefix=f"{config.name}-process{process_index()}-") as tmp:
+        local = dataclasses.replace(config, runs_dir=tmp, export=False, verbose=0)
+        return _train(local, started, RUN_STATES[code], extra_callbacks,
+                      shared_run_dir=Path(config.run_dir))
+
+
+def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
+    """`train` once the configuration is valid and the run's lock is held
+    (`state`: `run_state`'s answer; `shared_run_dir`: the chief's run folder,
+    on the other processes of a multi-worker run)."""
     import keras
 
     from training.callbacks import AtomicBackupAndRestore
     from training.data import build_datasets
-    from training.recipe import build_model, compile_model, fan_out_datasets, setup_runtime
+    from training.recipe import (
+        build_model, compile_model, fan_out_datasets, load_pretrained, setup_runtime,
+    )
 
-    state = run_state(config)
     keras.backend.clear_session()  # also resets the dtype policy and distribution
     scope, replicas = setup_runtime(config)
-    data = build_datasets(config, replicas=replicas)
+    shard = (process_index(), process_count())
+    data = build_datasets(config, replicas=replicas, shard=shard)
     num_classes = len(data.class_names)
     try:
         with scope:
@@ -114,28 +175,44 @@ def _train(config, started):
     run_dir = Path(config.run_dir)
     backup = AtomicBackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False)
     resumed_from, history = 0, []
-    if state == "resume":
-        try:
-            resumed_from = backup.saved_epoch()
-            history = trim_history(run_dir / "history.csv", resumed_from)
-        except RunError:  # damaged: --overwrite (which the message offers) starts over
-            if not config.overwrite:
-                raise
-            state = "overwrite"
+    try:
+        if shared_run_dir is not None and state == "resume":
+            _copy_resume_state(shared_run_dir, run_dir)
+        if state == "resume":
+            try:
+                resumed_from = backup.saved_epoch()
+                history = trim_history(run_dir / "history.csv", resumed_from)
+            except RunError:  # damaged: --overwrite (which the message offers) starts over
+                if not config.overwrite:
+                    raise
+                state = "overwrite"
+    except RunError:
+        gather([-1])
+        raise
+    epochs = [row[0] for row in gather([resumed_from])]
+    if min(epochs) < 0 or len(set(epochs)) > 1:  # the same on every process
+        if min(epochs) >= 0:
+            raise RunError(f"the processes found backups of different epochs ({epochs}) in "
+                           "the run folder: it must be one folder shared by every process")
+        raise RunError("another process could not resume the run (its error says why)")
     if config.weights is not None and not resumed_from:
         # Only a run that starts from scratch loads them: a resumed one restores
         # its own trained weights from the backup.
-        _load_pretrained(model, config.weights)
+        load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
-    callbacks = _callbacks(config, data, backup, history)
+    callbacks = _callbacks(config, data, backup, history, started, extra_callbacks)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
-          f"backend, {replicas} device(s), {config.precision}"
-          + (f" ({config.precision_reason})" if config.precision_reason else "")
-          + f", jit={config.jit}, "
-          f"{data.pipeline} input pipeline")
+          f"backend, {replicas} device(s), {config.precision_text}, jit={config.jit}, "
+          f"{data.pipeline} input pipeline, peak lr {config.peak_lr:g} (--lr {config.lr:g}, "
+          f"--lr-scaling {config.lr_scaling})")
+    if shard[1] > 1:
+        print(f"Process {shard[0]} of {shard[1]}: {config.batch_size // shard[1]} of every "
+              f"global batch of {config.batch_size}, {data.steps_per_epoch} steps per epoch"
+              + ("; it writes the run folder" if shared_run_dir is None else
+                 f"; process 0 writes the run folder {shared_run_dir}"))
     if resumed_from >= config.epochs:
         print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "
               "finishing the run")
@@ -147,53 +224,104 @@ def _train(config, started):
               "from epoch 1")
     try:
         results = _fit_and_save(model, config, data, callbacks, started=started, state=state,
-                                replicas=replicas, resumed_from=resumed_from)
+                                replicas=replicas, resumed_from=resumed_from, scope=scope)
     except OSError as e:  # disk full, above all: every file written so far is whole
         where = f" ({e.filename})" if e.filename else ""
         raise RunError(
             f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
             f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
         ) from e
-    print_summary(results)
+    if shared_run_dir is None:
+        print_summary(results)
     return results
 
 
-def _load_pretrained(model, weights):
-    """`keras_googlenet.load_backbone_weights`, its failures as one-line ConfigErrors."""
-    from keras_googlenet import load_backbone_weights
-
+def _copy_resume_state(shared_run_dir, run_dir):
+    """Copies the chief's backup and history into this process's run folder copy
+    (a run folder that is not shared leaves it without: `_train` then stops)."""
+    backup = shared_run_dir / "backup"
+    if not backup.is_dir():
+        return
+    run_dir.mkdir(parents=True)
     try:
-        loaded = load_backbone_weights(model, weights)
-    except (ValueError, ImportError) as e:
-        raise ConfigError(f"--weights {weights}: {one_line(e, 300)}") from e
-    print(f"Loaded the pretrained backbone ({len(loaded)} layers) from --weights {weights}; "
-          "the heads are new")
+        shutil.copytree(backup, run_dir / "backup")
+        if (shared_run_dir / "history.csv").exists():
+            shutil.copy2(shared_run_dir / "history.csv", run_dir / "history.csv")
+    except OSError as e:
+        raise RunError(f"process {process_index()} could not read the backup in {backup} "
+                       f"({one_line(e, 120)})") from e
 
 
-def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from):
+def _fit_phases(model, config, data, callbacks, scope):
+    """Trains the phases of `training.recipe.run_phases` that the backup has not
+    finished, each with `model.fit` after `enter_phase` (its trainable layers,
+    a new optimizer); returns their records for `results.json`.
+
+    The backup (the last callback) records the phase whose optimizer state it
+    holds; on entering a later phase it is rewritten at once with the new
+    phase's state, so a run killed at any instant resumes in the right phase.
+    """
+    from training.recipe import enter_phase, run_phases, trainable_parameters
+
+    backup = callbacks[-1]
+    phases = run_phases(config)
+    records = [{"name": p.name, "epochs": [p.first_epoch + 1, p.end_epoch], "trains": p.describe(),
+                "trainable_parameters": trainable_parameters(model, p),
+                "peak_learning_rate": p.peak_lr, "warmup_epochs": p.warmup_epochs}
+               for p in phases]
+    saved = backup.saved_phase()  # None: no backup, or one from before phases were recorded
+    names = [p.name for p in phases]
+    for phase in phases[names.index(saved) if saved in names else 0:]:
+        with scope:
+            enter_phase(model, config, data.steps_per_epoch, phase)
+        if len(phases) > 1:
+            r = records[names.index(phase.name)]
+            print(f"Phase {phase.name}: epochs {phase.first_epoch + 1}-{phase.end_epoch} train "
+                  f"{phase.describe()} ({r['trainable_parameters']:,} parameters), learning "
+                  f"rate up to {phase.peak_lr:g}")
+        backup.phase = phase.name
+        if phase.first_epoch and backup.saved_phase() != phase.name:
+            backup.save(model, phase.first_epoch)  # it held the previous phase's optimizer
+        model.fit(
+            data.train,
+            validation_data=data.val,
+            initial_epoch=phase.first_epoch,  # the backup moves it on when it resumes
+            epochs=phase.end_epoch,
+            callbacks=callbacks,
+            verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
+            shuffle=False,  # the datasets shuffle themselves
+        )
+    return records
+
+
+def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, resumed_from,
+                  scope):
     """Trains, then writes the final model, the export and `results.json`; returns
     the results (`started`: the run's start time; `state`: `run_state`'s answer)."""
     import keras
 
     run_dir = Path(config.run_dir)
-    model.fit(
-        data.train,
-        validation_data=data.val,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=0,  # training.progress.RunProgress reports instead (see _callbacks)
-        shuffle=False,  # the datasets shuffle themselves
-    )
-    # With --ema, fit() has already swapped the averaged weights into the model
-    # (optimizer.finalize_variable_values), so what follows uses them.
+    phases = _fit_phases(model, config, data, callbacks, scope)
+    from training.evaluation import accuracy, predict_probabilities, selection_metric
+    from training.evaluation import unalias_ema_weights
+
+    # With --ema, fit() has swapped the averaged weights in (finalize_variable_values).
+    if config.ema:
+        unalias_ema_weights(model)
     final = model.evaluate(data.val, return_dict=True, verbose=0)
+    tta = None
+    if config.tta_flip:
+        x_val, y_val, w_val = data.val_arrays
+        probabilities = predict_probabilities(model, x_val, config.batch_size, tta_flip=True)
+        tta = {h: _f32(accuracy(p, y_val, w_val)) for h, p in probabilities.items()}
     atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,
                           allow_overwrite=config.overwrite or state != "new")
 
     history = read_history(run_dir / "history.csv")
-    best = max(history, key=lambda r: float(r[BEST_METRIC]))
+    metric = selection_metric(config)
+    best = max(history, key=lambda r: float(r[metric]))
     heads = [h for h in HEADS if f"{h}_accuracy" in final]
     results = {
         "name": config.name,
@@ -202,25 +330,36 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         "devices": replicas,
         "epochs": config.epochs,
         "resumed_from_epoch": resumed_from,
+        "phases": phases,
         "num_train": data.num_train,
         "num_val": data.num_val,
         "val_source": data.val_source,
         "skipped_files": len(data.skipped_files),
         "final_weights": "ema" if config.ema else "last epoch",
         "val_accuracy": {h: _f32(final[f"{h}_accuracy"]) for h in heads},
+        **({"val_accuracy_tta": {h: tta[h] for h in heads}} if tta else {}),
         "val_loss": {h: _f32(final[f"{h}_loss"]) for h in heads} | {"total": _f32(final["loss"])},
         "best_epoch": int(best["epoch"]) + 1,
-        "best_val_main_accuracy": _f32(best[BEST_METRIC]),
+        "best_metric": metric,
+        "best_val_main_accuracy": _f32(best[metric]),
         "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(sum(float(r["epoch_time_s"]) for r in history), 2),
         # Median over epochs: robust to the first epoch's compilation time.
         "train_images_per_second": round(
             statistics.median(float(r["images_per_second"]) for r in history), 1
         ),
-        "notes": {"train_images_per_second": "median of the epochs' training images/s "
+        "notes": {"val_accuracy": "the final weights (" + ("EMA" if config.ema else "last epoch")
+                  + ") on the plain held-out images, no test-time augmentation"
+                  + ("; val_accuracy_tta: the mean of the probabilities on each image and its "
+                     "mirror (--tta-flip)" if tta else ""),
+                  "best_val_main_accuracy": f"{metric} of the best epoch (raw weights"
+                  + (", flip TTA" if config.tta_flip else "") + ")",
+                  "train_images_per_second": "median of the epochs' training images/s "
                   "(robust to the first epoch's compilation)",
                   "best_epoch": "counted from 1, like the console (history.csv's epoch "
-                  "column counts from 0, as Keras's CSVLogger writes it)"},
+                  "column counts from 0, as Keras's CSVLogger writes it)",
+                  "phases": "epochs counted from 1, both included; each phase has its own "
+                  "optimizer and learning-rate schedule (see --freeze-epochs)"},
         "model": str(run_dir / "model.keras"),
         "best_model": str(run_dir / "best.keras"),
         "saved_model": saved_model,
@@ -235,31 +374,43 @@ def _f32(value):
     return float(f"{float(value):.7g}")
 
 
-def _callbacks(config, data, backup, history):
-    """The callbacks of `model.fit`, in the order they must run.
+def _callbacks(config, data, backup, history, started, extra=()):
+    """The callbacks of `model.fit`, in the order they must run (`extra` last
+    but the backup).
 
     `history` holds the rows of the epochs the backup covers (the later ones
-    are redone): the best checkpoint is only replaced by a better epoch.
+    are redone): the best checkpoint is only replaced by a better epoch, and
+    the run's wall time continues from theirs. `started`: this session's start
+    (`time.time()`).
     """
     import keras
 
     from keras_googlenet.environment import accelerator
-    from training.callbacks import AtomicModelCheckpoint, EpochStats, StopOnNaN
+    from training.callbacks import AtomicModelCheckpoint, EpochStats, PlotCurves, StopOnNaN
+    from training.evaluation import HeldOutEvaluation, selection_metric
     from training.progress import RunProgress, cpu_advice
 
     run_dir = Path(config.run_dir)
-    best_so_far = max((float(r[BEST_METRIC]) for r in history), default=None)
+    metric = selection_metric(config)
+    best_so_far = max((float(r[metric]) for r in history), default=None)
     callbacks = [
         StopOnNaN(),
-        EpochStats(data.steps_per_epoch * config.batch_size),  # before the loggers
+        EpochStats(data.steps_per_epoch * config.batch_size, started=started,  # before the loggers
+                   elapsed_before=elapsed_seconds(history)[-1] if history else 0.0),
+    ]
+    if config.tta_flip or config.ema:  # before the checkpoint and the loggers
+        callbacks.append(HeldOutEvaluation(data.val_arrays, config.batch_size,
+                                           tta_flip=config.tta_flip, ema=config.ema))
+    callbacks += [
         AtomicModelCheckpoint(
             str(run_dir / "best.keras"),
-            monitor=BEST_METRIC,
+            monitor=metric,
             mode="max",
             save_best_only=True,
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        PlotCurves(run_dir),  # after the CSVLogger: it draws history.csv
     ]
     if tensorflow_available():  # Keras's TensorBoard writer needs TensorFlow
         callbacks.append(
@@ -274,6 +425,7 @@ def _callbacks(config, data, backup, history):
             config.epochs, data.steps_per_epoch, config.batch_size,
             advice=cpu_advice(config) if no_gpu else "", live=None if config.verbose == 1 else False,
         ))
+    callbacks += list(extra)
     # Last, so that a backup marks an epoch whose CSV row and checkpoint exist.
     callbacks.append(backup)
     return callbacks

@@ -32,14 +32,42 @@ from keras_googlenet.fileio import atomic_write_json
 DATA_SOURCES = ("tfds", "folder", "synthetic")
 STEMS = tuple(sorted(MODEL_STEMS))
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored", "data-parallel")
+STRATEGIES = ("none", "mirrored", "data-parallel", "multi-worker")
 PIPELINES = ("tf.data", "numpy")
+LR_SCALINGS = ("linear", "none")
+
+#: The batch size `--lr` is given for under `--lr-scaling linear`: the peak
+#: learning rate is then `lr * batch_size / LR_REFERENCE_BATCH` (Goyal et al.
+#: 2017, "Accurate, Large Minibatch SGD"); see `TrainConfig.peak_lr`. The default
+#: stays `none` (`--lr` as given): at batch 256 the CPU measurement of issue 15
+#: (benchmarks/results/time_to_accuracy_cpu_w025.json) could not tell the two
+#: rules apart within seed noise.
+LR_REFERENCE_BATCH = 128
+
+#: The values of fields added after runs were saved without them: a config.json
+#: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
+#: so that such a run resumes with the settings it was started with).
+LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_epochs": 0,
+                 "finetune_lr_factor": None}
 
 #: Fields that may change between a killed run and its resumption: they do not
 #: change the trained state (everything else must match to resume).
 RESUME_INDEPENDENT = ("overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
                       "max_extract_mb", "max_extract_ratio",
-                      "steps_per_execution", "run_eagerly")
+                      "steps_per_execution", "run_eagerly",
+                      # Only a note on why `precision` (which must match) was picked.
+                      "precision_reason",
+                      # Where each process of a multi-worker run finds the others, and
+                      # which one it is: a resumed run may start on other machines.
+                      "job_addresses", "process_id", "init_timeout")
+
+#: Keras's environment variables of `keras.distribution.initialize`, by field:
+#: `--strategy multi-worker` reads them when the flags are not given.
+PROCESS_ENV = {
+    "job_addresses": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
+}
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -52,6 +80,11 @@ MAX_EPOCHS = 10**6
 MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed) stop there
 MAX_STEPS_PER_EXECUTION = 10**6
 MAX_SYNTHETIC_GIB = 16  # --data synthetic generates its uint8 images in memory
+MAX_PROCESSES = 4096  # far beyond any data-parallel GoogLeNet job
+MAX_INIT_TIMEOUT = 3600  # an hour: a cluster that needs longer to start is broken
+
+#: --finetune-lr-factor's default: the unfrozen phase peaks at a tenth of --lr.
+DEFAULT_FINETUNE_LR_FACTOR = 0.1
 
 
 class ConfigError(ValueError):
@@ -103,17 +136,26 @@ class TrainConfig:
     # ---- recipe -------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float = 0.1  # the peak lr; for a batch of LR_REFERENCE_BATCH under lr_scaling="linear"
+    lr_scaling: str = "none"
     momentum: float = 0.9
     nesterov: bool = True
     # Keras applies weight decay directly to the weights (decoupled, not through
     # the momentum buffer), so 5e-3 here matches the usual coupled 5e-4 of
     # PyTorch CIFAR recipes with momentum 0.9 (5e-4 / (1 - 0.9)).
     weight_decay: float = 5e-3
-    warmup_epochs: Optional[float] = None  # None: 5% of epochs, at most 5
+    warmup_epochs: Optional[float] = None  # None: 5% of the first phase's epochs, at most 5
+    # Fine-tuning --weights in two phases (training.recipe.run_phases): the first
+    # freeze_epochs train only the new heads (backbone frozen, its BatchNorm in
+    # inference mode); the rest also train the backbone, at a peak learning rate of
+    # lr * finetune_lr_factor. 0: one phase, every layer trains from the start.
+    freeze_epochs: int = 0
+    finetune_lr_factor: Optional[float] = None  # None: 0.1 with freeze_epochs, else unused
     label_smoothing: float = 0.1
     augment: bool = True
     pad: int = 4
+    cutout: int = 0  # side of the zeroed square (DeVries & Taylor 2017); 0: off
+    tta_flip: bool = False
     ema: bool = False
     ema_momentum: float = 0.999
     seed: int = 0
@@ -124,6 +166,12 @@ class TrainConfig:
     strategy: str = "none"
     steps_per_execution: int = 1
     run_eagerly: bool = False
+    # ---- distributed (--strategy multi-worker) --------------------------------
+    # None: from Keras's KERAS_DISTRIBUTION_* variables (PROCESS_ENV).
+    job_addresses: Optional[str] = None  # "host:port" of process 0, or all processes'
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+    init_timeout: int = 120  # seconds to find the other processes, then a one-line error
 
     # ------------------------------------------------------------------------
     @property
@@ -136,11 +184,27 @@ class TrainConfig:
         """The SavedModel folder, `export_dir/name`."""
         return os.path.join(self.export_dir, self.name)
 
+    @property
+    def precision_text(self):
+        """`precision` with the reason auto picked it, as the run's first line prints it:
+        `"mixed_bfloat16 (auto: CPU has amx_bf16)"`, or just `"float32"` when given."""
+        return self.precision + (f" ({self.precision_reason})" if self.precision_reason else "")
+
+    @property
+    def peak_lr(self):
+        """The learning rate after warm-up: `lr`, times `batch_size / LR_REFERENCE_BATCH`
+        with `lr_scaling="linear"`."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / LR_REFERENCE_BATCH
+        return self.lr
+
     def resolve(self):
         """Returns a validated copy with every automatic value filled in.
 
         - `data`: `"folder"` when `data_dir` is set, else `"tfds"`.
-        - `warmup_epochs`: 5% of `epochs`, at most 5.
+        - `warmup_epochs`: 5% of `epochs` (of `freeze_epochs` when there is a
+          frozen phase), at most 5.
+        - `finetune_lr_factor`: 0.1 when `freeze_epochs` > 0.
         - `data_dir`: made absolute, so the saved configuration is self-contained.
         - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
           non-jitted execution is op-by-op); off on CPU with TensorFlow, where
@@ -161,10 +225,14 @@ class TrainConfig:
                              for row in config.blocks]
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
-        if config.warmup_epochs is None:
-            config.warmup_epochs = round(min(5.0, 0.05 * config.epochs), 6)
+        if config.warmup_epochs is None:  # warm-up is part of the first phase
+            first = config.freeze_epochs if _at_least(config.freeze_epochs, 1) else config.epochs
+            config.warmup_epochs = round(min(5.0, 0.05 * first), 6)
+        if config.finetune_lr_factor is None and _at_least(config.freeze_epochs, 1):
+            config.finetune_lr_factor = DEFAULT_FINETUNE_LR_FACTOR
         if config.data_dir is not None:
             config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+        config = config.resolve_processes()
         config.validate()
         if config.jit is None or config.precision is None:
             backend, gpu = accelerator()
@@ -176,6 +244,42 @@ class TrainConfig:
         if config.pipeline is None:
             config.pipeline = "tf.data" if tensorflow_available() else "numpy"
         config.validate()
+        return config
+
+    def resolve_processes(self):
+        """Returns a copy whose multi-worker fields are filled in and checked.
+
+        With `--strategy multi-worker`, fields left at `None` come from Keras's
+        environment variables (`PROCESS_ENV`); other strategies take no
+        multi-worker settings (the variables are then ignored). Pure: nothing
+        is started (`training.distributed.initialize` starts the processes).
+
+        Raises:
+            ConfigError: If a multi-worker setting is missing or invalid.
+        """
+        config = dataclasses.replace(self)
+        given = [f for f in PROCESS_ENV if getattr(config, f) is not None]
+        if config.strategy != "multi-worker":
+            if given:
+                raise ConfigError(f"--{given[0].replace('_', '-')} needs --strategy multi-worker; "
+                                  f"got --strategy {config.strategy}")
+            return config
+        for field, variable in PROCESS_ENV.items():
+            if getattr(config, field) is None and os.environ.get(variable, "") != "":
+                value = os.environ[variable]
+                if field != "job_addresses":
+                    try:
+                        value = int(value)
+                    except ValueError:
+                        raise ConfigError(f"{variable} must be an integer; got {value!r}") from None
+                setattr(config, field, value)
+        for field, variable in PROCESS_ENV.items():
+            if getattr(config, field) is None:
+                raise ConfigError(f"--strategy multi-worker needs --{field.replace('_', '-')} "
+                                  f"(or ${variable}), the same on every process but the id")
+        for flag, value, valid, requirement in _process_checks(config):
+            if not valid:
+                raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
         return config
 
     def validate(self):
@@ -195,6 +299,8 @@ class TrainConfig:
             )
         minimum = MIN_INPUT_SIZE.get(self.stem, 1)
         max_warmup = self.epochs if _is_int(self.epochs) else 0
+        if _at_least(self.freeze_epochs, 1):
+            max_warmup = self.freeze_epochs  # warm-up is in the frozen phase
         size = self.image_size if _within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
         max_synthetic = max(1, MAX_SYNTHETIC_GIB * 2**30 // (size * size * 3 * 11 // 10))
         checks = [  # (flag, value, valid, what a valid value is)
@@ -227,16 +333,35 @@ class TrainConfig:
             ("--batch-size", self.batch_size, _within(self.batch_size, 1, MAX_BATCH_SIZE),
              f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),
             ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("--lr-scaling", self.lr_scaling, self.lr_scaling in LR_SCALINGS,
+             f"one of {LR_SCALINGS}"),
             ("--momentum", self.momentum, _fraction(self.momentum), "in [0, 1)"),
             ("--weight-decay", self.weight_decay,
              _is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
              or (_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
-             "in [0, --epochs]"),
+             "in [0, --freeze-epochs] (warm-up is part of the frozen phase)"
+             if _at_least(self.freeze_epochs, 1) else "in [0, --epochs]"),
+            ("--freeze-epochs", self.freeze_epochs, _within(self.freeze_epochs, 0, max(
+                0, (self.epochs if _is_int(self.epochs) else 1) - 1)),
+             "an integer in [0, --epochs - 1] (the epochs after it train the backbone too)"),
+            ("--freeze-epochs", self.freeze_epochs, self.freeze_epochs == 0
+             or self.weights is not None,
+             "0 without --weights (only pretrained weights have a backbone to freeze)"),
+            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
+             or (_is_num(self.finetune_lr_factor) and 0 < self.finetune_lr_factor <= 1),
+             "in (0, 1]"),
+            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
+             or _at_least(self.freeze_epochs, 1),
+             "unset without --freeze-epochs N (it scales --lr after the frozen phase)"),
             ("--label-smoothing", self.label_smoothing, _fraction(self.label_smoothing),
              "in [0, 1)"),
             ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,
              "in [0, --image-size]"),
+            ("--cutout", self.cutout, _is_int(self.cutout) and 0 <= self.cutout <= self.image_size
+             and (self.augment or self.cutout == 0),
+             "in [0, --image-size], and 0 with --no-augment (cutout is a training augmentation)"),
+            ("--tta-flip", self.tta_flip, self.tta_flip in (True, False), "a boolean"),
             ("--ema-momentum", self.ema_momentum, _fraction(self.ema_momentum), "in [0, 1)"),
             ("--seed", self.seed, _within(self.seed, 0, MAX_SEED),
              f"in [0, {MAX_SEED}] (numpy's seed range)"),
@@ -246,6 +371,8 @@ class TrainConfig:
              f"one of {PRECISIONS}"),
             ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
             ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
+            ("--init-timeout", self.init_timeout, _within(self.init_timeout, 1, MAX_INIT_TIMEOUT),
+             f"in [1, {MAX_INIT_TIMEOUT}] seconds"),
             ("--steps-per-execution", self.steps_per_execution,
              _within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
              f"in [1, {MAX_STEPS_PER_EXECUTION}]"),
@@ -291,7 +418,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{**LEGACY_VALUES, **values})
 
     def save(self, path):
         """Writes the configuration as JSON, atomically."""
@@ -304,11 +431,16 @@ class TrainConfig:
             return cls.from_dict(json.load(f))
 
     def resume_differences(self, other):
-        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s."""
+        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s.
+
+        `lr_scaling` only counts when the peak learning rates differ (at batch
+        `LR_REFERENCE_BATCH` both rules give `lr`, so the same training).
+        """
         return [
             f.name
             for f in dataclasses.fields(self)
             if f.name not in RESUME_INDEPENDENT and getattr(self, f.name) != getattr(other, f.name)
+            and not (f.name == "lr_scaling" and self.peak_lr == other.peak_lr)
         ]
 
 
@@ -338,6 +470,27 @@ def _within(value, minimum, maximum):
 
 def _fraction(value):
     return _is_num(value) and 0 <= value < 1
+
+
+def _process_checks(config):
+    """`TrainConfig.resolve_processes`'s checks: (flag, value, valid, requirement)."""
+    n = config.num_processes
+    addresses = config.job_addresses.split(",") if isinstance(config.job_addresses, str) else []
+    well_formed = bool(addresses) and all(_is_address(a) for a in addresses)
+    return [
+        ("--num-processes", n, _within(n, 1, MAX_PROCESSES), f"in [1, {MAX_PROCESSES}]"),
+        ("--process-id", config.process_id, _is_int(config.process_id) and _is_int(n)
+         and 0 <= config.process_id < n, f"in [0, --num-processes) = [0, {n})"),
+        ("--job-addresses", config.job_addresses, well_formed and len(addresses) in (1, n),
+         "HOST:PORT of process 0, or the comma-separated HOST:PORT of all --num-processes "
+         "processes (process 0 first)"),
+    ]
+
+
+def _is_address(address):
+    """`host:port` with a port in [1, 65535] (IPv6 hosts in brackets)."""
+    host, _, port = address.strip().rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 def _weights_checks(config):

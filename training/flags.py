@@ -10,7 +10,17 @@ import sys
 
 from keras_googlenet.architecture import DEFAULT_INPUT_SIZE
 from training.cli import OneLineParser, add_framework_logs_flag
-from training.config import DATA_SOURCES, PIPELINES, PRECISIONS, STEMS, STRATEGIES, TrainConfig
+from training.config import (
+    DATA_SOURCES,
+    DEFAULT_FINETUNE_LR_FACTOR,
+    LR_REFERENCE_BATCH,
+    LR_SCALINGS,
+    PIPELINES,
+    PRECISIONS,
+    STEMS,
+    STRATEGIES,
+    TrainConfig,
+)
 
 
 def build_parser():
@@ -84,23 +94,45 @@ def build_parser():
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (after warm-up)")
+    g.add_argument("--lr", type=float, default=d.lr,
+                   help="peak learning rate (after warm-up); with --lr-scaling linear, for a "
+                   f"batch of {LR_REFERENCE_BATCH}")
+    g.add_argument("--lr-scaling", choices=LR_SCALINGS, default=d.lr_scaling,
+                   help=f"linear: the peak learning rate is --lr x --batch-size / "
+                   f"{LR_REFERENCE_BATCH}; none: --lr as given")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
     g.add_argument("--nesterov", action=bool_flag, default=d.nesterov, help="Nesterov momentum")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay, not on biases/BatchNorm (Keras style: 5e-3 "
                    "matches PyTorch's coupled 5e-4 at momentum 0.9)")
     g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="epochs of linear warm-up from 0, then cosine decay to 0 "
-                   "(default: 5%% of --epochs, at most 5)")
+                   help="epochs of linear warm-up from 0 to --lr, then cosine decay to 0 at "
+                   "the last epoch (with --freeze-epochs: at the last frozen epoch; default: "
+                   "5%% of --epochs, or of --freeze-epochs, at most 5)")
+    g.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs, metavar="N",
+                   help="with --weights: the first N epochs train only the new heads (backbone "
+                   "frozen); the rest train every layer but the backbone's BatchNorm (kept in "
+                   "inference mode) with a fresh optimizer, from --lr (after --lr-scaling) x "
+                   "--finetune-lr-factor without warm-up, cosine to 0 (default 0: every layer "
+                   "trains from the start)")
+    g.add_argument("--finetune-lr-factor", type=float, default=None, metavar="F",
+                   help="peak learning rate after the frozen phase, as a fraction of --lr "
+                   f"(default with --freeze-epochs: {DEFAULT_FINETUNE_LR_FACTOR})")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="label smoothing of every head's cross-entropy")
     g.add_argument("--augment", action=bool_flag, default=d.augment,
                    help="random pad-and-crop and horizontal flip")
     g.add_argument("--pad", type=int, default=d.pad, help="pad-and-crop padding in pixels")
+    g.add_argument("--cutout", type=int, default=d.cutout, metavar="SIZE",
+                   help="cutout: zero one SIZExSIZE square per training image, centred at a "
+                   "random pixel (clipped at the border); 0: off")
+    g.add_argument("--tta-flip", action=bool_flag, default=d.tta_flip,
+                   help="also evaluate with flip test-time augmentation (mean of the "
+                   "probabilities on the image and its mirror): *_tta columns in history.csv, "
+                   "val_accuracy_tta in results.json, and the best epoch picked by it")
     g.add_argument("--ema", action=bool_flag, default=d.ema,
-                   help="keep an exponential moving average of the weights and use it as the "
-                   "final model")
+                   help="keep an exponential moving average of the weights, evaluate it every "
+                   "epoch (*_ema columns in history.csv) and use it as the final model")
     g.add_argument("--ema-momentum", type=float, default=d.ema_momentum, help="EMA momentum")
     g.add_argument("--seed", type=int, default=d.seed,
                    help="seed of the split, shuffles and initialisation")
@@ -113,12 +145,28 @@ def build_parser():
                    "float32 on CPU")
     g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
                    help="mirrored: tf.distribute over local GPUs (TensorFlow); "
-                   "data-parallel: keras.distribution (JAX)")
+                   "data-parallel: keras.distribution over local devices (JAX); "
+                   "multi-worker: one run over several processes and machines (JAX; see "
+                   "the distributed flags)")
     g.add_argument("--steps-per-execution", type=int, default=d.steps_per_execution,
                    help="training steps per compiled call; raise on GPUs to cut per-step "
                    "overhead (callbacks then see every N-th batch)")
     g.add_argument("--run-eagerly", action="store_true",
                    help="debugging: run the model op by op, without tf.function/jit (slow)")
+
+    g = p.add_argument_group(
+        "distributed", "--strategy multi-worker (JAX): start the same command once per process; "
+        "each flag left out is read from Keras's environment variable")
+    g.add_argument("--job-addresses", default=None, metavar="HOST:PORT[,HOST:PORT...]",
+                   help="address of process 0, the coordinator (or every process's, process 0 "
+                   "first); default $KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    g.add_argument("--num-processes", type=int, default=None,
+                   help="processes of the run; default $KERAS_DISTRIBUTION_NUM_PROCESSES")
+    g.add_argument("--process-id", type=int, default=None,
+                   help="this process's id, 0 (the chief, which writes the run folder) to N-1; "
+                   "default $KERAS_DISTRIBUTION_PROCESS_ID")
+    g.add_argument("--init-timeout", type=int, default=d.init_timeout,
+                   help="seconds to wait for the other processes before a one-line error")
     return p
 
 

@@ -4,16 +4,21 @@ Free of CLI and run-folder concerns so that the tuner and benchmarks can reuse
 them: `setup_runtime` (precision, seeds, multi-device), then `build_model` and
 `compile_model` inside the returned scope, and `fan_out_labels` (or
 `fan_out_datasets`) to give each of the model's outputs the data's labels.
+Fine-tuning with a frozen backbone trains in the phases of `run_phases`, each
+entered with `enter_phase`.
 """
 
 import contextlib
 import dataclasses
+import math
 
 import keras
 
-from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS
+from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS, is_head_layer
 from keras_googlenet.saving import build_model as build_googlenet
+from training.cli import one_line
 from training.config import ConfigError
+from training.distributed import TF_MULTI_WORKER_UNSUPPORTED
 
 
 def setup_runtime(config):
@@ -25,7 +30,11 @@ def setup_runtime(config):
     - `"mirrored"`: a `tf.distribute.MirroredStrategy` over all local GPUs,
       else over all logical CPUs (TensorFlow backend only);
     - `"data-parallel"`: `keras.distribution.DataParallel` over all devices
-      (JAX backend only).
+      (JAX backend only);
+    - `"multi-worker"`: `keras.distribution.DataParallel` over the devices of
+      every process (JAX backend only; `training.distributed.initialize` must
+      have joined the processes). The processes feed their own shards of each
+      batch (`training.data.build_datasets`), so Keras's auto-sharding is off.
 
     Args:
         config: A resolved `TrainConfig`.
@@ -50,7 +59,7 @@ def setup_runtime(config):
 
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-        return strategy.scope(), strategy.num_replicas_in_sync
+        return _StrategyScope(strategy), strategy.num_replicas_in_sync
     if config.strategy == "data-parallel":
         if backend != "jax":
             raise ConfigError(
@@ -60,9 +69,33 @@ def setup_runtime(config):
         distribution = keras.distribution.DataParallel()
         keras.distribution.set_distribution(distribution)
         return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
+    if config.strategy == "multi-worker":
+        if backend != "jax":
+            raise ConfigError(TF_MULTI_WORKER_UNSUPPORTED)
+        # list_devices() is every process's devices once keras.distribution.initialize ran.
+        distribution = keras.distribution.DataParallel(
+            devices=keras.distribution.list_devices(), auto_shard_dataset=False)
+        keras.distribution.set_distribution(distribution)
+        return contextlib.nullcontext(), len(distribution.device_mesh.devices.flatten())
     if backend == "jax":
         keras.distribution.set_distribution(None)  # undo an earlier call in this process
     return contextlib.nullcontext(), 1
+
+
+class _StrategyScope:
+    """`strategy.scope()` that can be entered more than once: the model is built
+    in it, and every fine-tuning phase compiles in it again (the object that
+    `tf.distribute.Strategy.scope()` returns is single-use)."""
+
+    def __init__(self, strategy):
+        self._strategy, self._open = strategy, []
+
+    def __enter__(self):
+        self._open.append(self._strategy.scope())
+        return self._open[-1].__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._open.pop().__exit__(*exc_info)
 
 
 def build_model(config, num_classes):
@@ -80,28 +113,109 @@ def build_model(config, num_classes):
     return build_googlenet(config.model_config(num_classes))
 
 
-def build_schedule(config, steps_per_epoch):
-    """Learning rate per optimizer step: linear warm-up from 0 to `config.lr`
-    over `config.warmup_epochs`, then cosine decay to 0 at the last step.
+#: The phases of a run (`Phase.name`): "all" without a frozen phase, else
+#: "frozen" (only the heads train), then "unfrozen" (the backbone trains too).
+ALL, FROZEN, UNFROZEN = "all", "frozen", "unfrozen"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """Epochs `[first_epoch, end_epoch)` (counted from 0) of one trainable state,
+    with a learning rate that warms up from 0 to `peak_lr` over `warmup_epochs`
+    and decays by cosine to 0 at the phase's last step."""
+
+    name: str
+    first_epoch: int
+    end_epoch: int
+    peak_lr: float
+    warmup_epochs: float
+
+    def describe(self):
+        """What trains in this phase, in words (for the console and results.json)."""
+        return {
+            ALL: "every layer",
+            FROZEN: "the heads only: the backbone is frozen, its BatchNorm in inference mode",
+            UNFROZEN: "every layer but the backbone's BatchNorm, which stays in inference mode",
+        }[self.name]
+
+
+def run_phases(config):
+    """The phases of a run: one ("all") unless `config.freeze_epochs` > 0.
+
+    With a frozen phase, its epochs train the heads on the usual schedule
+    (`config.peak_lr`, `config.warmup_epochs`); the remaining epochs also train the
+    backbone, from a peak of `config.peak_lr * config.finetune_lr_factor` without
+    warm-up. Backbone BatchNorm layers stay in inference mode throughout, as
+    Keras's transfer-learning guide advises, so that the first unfrozen
+    updates do not destroy what the backbone learned.
+    """
+    if not config.freeze_epochs:
+        return [Phase(ALL, 0, config.epochs, config.peak_lr, config.warmup_epochs)]
+    n = config.freeze_epochs
+    return [Phase(FROZEN, 0, n, config.peak_lr, config.warmup_epochs),
+            Phase(UNFROZEN, n, config.epochs, config.peak_lr * config.finetune_lr_factor, 0.0)]
+
+
+def set_trainable(model, phase):
+    """Sets every layer's `trainable` for `phase` (see `Phase.describe`).
+
+    A BatchNormalization layer with `trainable=False` runs in inference mode
+    in Keras 3 (its moving statistics are used and not updated). The model
+    must be compiled again afterwards (`enter_phase` does both).
+    """
+    for layer in model.layers:
+        if phase.name == FROZEN:
+            layer.trainable = is_head_layer(layer.name)
+        elif phase.name == UNFROZEN:
+            layer.trainable = is_head_layer(layer.name) or not isinstance(
+                layer, keras.layers.BatchNormalization)
+        else:
+            layer.trainable = True
+
+
+def trainable_parameters(model, phase):
+    """Number of parameters that train in `phase` (leaves `model` set for it)."""
+    set_trainable(model, phase)
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
+def enter_phase(model, config, steps_per_epoch, phase):
+    """Sets the model's trainable layers for `phase` and compiles it with a new
+    optimizer on the phase's schedule, built over the phase's trainable weights
+    (so that a backup written now holds this phase's optimizer state). Call it
+    inside `setup_runtime`'s scope.
+    """
+    set_trainable(model, phase)
+    compile_model(model, config, steps_per_epoch, phase)
+    model.optimizer.build(model.trainable_variables)
+
+
+def build_schedule(config, steps_per_epoch, phase=None):
+    """Learning rate per optimizer step of a phase (default: the first of
+    `run_phases`): linear warm-up from 0 to `phase.peak_lr` over
+    `phase.warmup_epochs`, then cosine decay to 0 at the phase's last step.
+    Steps count from the phase's start (each phase has its own optimizer).
 
     Args:
         config: A resolved `TrainConfig`.
         steps_per_epoch: Optimizer steps per epoch.
+        phase: A `Phase` of `run_phases(config)`.
 
     Returns:
         A `keras.optimizers.schedules.CosineDecay`.
     """
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
+    phase = phase or run_phases(config)[0]
+    total = max(1, (phase.end_epoch - phase.first_epoch) * steps_per_epoch)
+    warmup = min(int(round(phase.warmup_epochs * steps_per_epoch)), total - 1)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
         decay_steps=total - warmup,
-        warmup_target=config.lr,
+        warmup_target=phase.peak_lr,
         warmup_steps=warmup,
     )
 
 
-def build_optimizer(config, steps_per_epoch):
+def build_optimizer(config, steps_per_epoch, phase=None):
     """SGD with Nesterov momentum on the `build_schedule` learning rate.
 
     Weight decay is Keras's decoupled decay, not applied to biases and
@@ -112,12 +226,13 @@ def build_optimizer(config, steps_per_epoch):
     Args:
         config: A resolved `TrainConfig`.
         steps_per_epoch: Optimizer steps per epoch.
+        phase: A `Phase` of `run_phases(config)` (default: the first).
 
     Returns:
         A `keras.optimizers.SGD`.
     """
     optimizer = keras.optimizers.SGD(
-        learning_rate=build_schedule(config, steps_per_epoch),
+        learning_rate=build_schedule(config, steps_per_epoch, phase),
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay or None,
@@ -128,7 +243,7 @@ def build_optimizer(config, steps_per_epoch):
     return optimizer
 
 
-def compile_model(model, config, steps_per_epoch):
+def compile_model(model, config, steps_per_epoch, phase=None):
     """Compiles a three-head GoogLeNet with the recipe's losses and metrics.
 
     Every head gets a cross-entropy on logits with label smoothing (so labels
@@ -140,13 +255,14 @@ def compile_model(model, config, steps_per_epoch):
         model: The model from `build_model`.
         config: A resolved `TrainConfig`.
         steps_per_epoch: Optimizer steps per epoch (for the schedule).
+        phase: A `Phase` of `run_phases(config)` (default: the first).
 
     Returns:
         `model`, compiled.
     """
     heads = list(model.output_names)
     model.compile(
-        optimizer=build_optimizer(config, steps_per_epoch),
+        optimizer=build_optimizer(config, steps_per_epoch, phase),
         # Losses average over the sample weights and accuracy is a *weighted*
         # metric (Keras ignores sample weights in plain `metrics`), so that the
         # zero-weight padding build_datasets adds for multi-device validation
@@ -233,3 +349,15 @@ class _FannedOut(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.dataset.on_epoch_end()
+
+
+def load_pretrained(model, weights):
+    """`keras_googlenet.load_backbone_weights`, its failures as one-line ConfigErrors."""
+    from keras_googlenet import load_backbone_weights
+
+    try:
+        loaded = load_backbone_weights(model, weights)
+    except (ValueError, ImportError) as e:
+        raise ConfigError(f"--weights {weights}: {one_line(e, 300)}") from e
+    print(f"Loaded the pretrained backbone ({len(loaded)} layers) from --weights {weights}; "
+          "the heads are new")

@@ -25,6 +25,13 @@ from keras_googlenet.fileio import (
 from training.cli import one_line
 from training.config import TrainConfig
 
+#: The `history.csv` column of the run's wall time at the end of each epoch
+#: (seconds, `training.callbacks.EpochStats`): from the run's start, summed over
+#: the sessions of a resumed run (the time between a kill and the resume is not
+#: counted). Histories written before it existed get it on resume
+#: (`trim_history`, from `epoch_time_s`: see `elapsed_seconds`).
+ELAPSED_COLUMN = "elapsed_s"
+
 #: What to do about a damaged or foreign run folder.
 OVERWRITE_HINT = "pass --overwrite to start it over, or pick another --name"
 
@@ -175,6 +182,25 @@ def read_history(path):
         return list(csv.DictReader(f))
 
 
+def elapsed_seconds(rows):
+    """The run's wall time at the end of each history row's epoch, in seconds.
+
+    `ELAPSED_COLUMN` where a row has it; a row written before that column
+    existed (an older run folder) counts the sum of the epochs' `epoch_time_s`
+    instead, which leaves out the time between epochs (checkpoints) and
+    before the first (start-up).
+    """
+    out, total = [], 0.0
+    for row in rows:
+        value = row.get(ELAPSED_COLUMN)
+        if value in (None, "", "NA"):
+            total += float(row["epoch_time_s"])
+        else:
+            total = float(value)
+        out.append(total)
+    return out
+
+
 def _epoch(row):
     """A history row's epoch, or None if it has none (a row cut short by a kill)."""
     try:
@@ -193,6 +219,10 @@ def _check_row(row):
 
 def trim_history(path, epochs_done):
     """Drops CSV rows of epochs the backup does not cover (they will be redone).
+
+    A history written before `ELAPSED_COLUMN` existed gets that column
+    (`elapsed_seconds`), so that the rows the resumed run appends match the
+    header: Keras's CSVLogger writes its columns in sorted order after `epoch`.
 
     Returns:
         The rows kept.
@@ -213,15 +243,20 @@ def trim_history(path, epochs_done):
     except (OSError, ValueError, csv.Error) as e:
         raise RunError(f"the training history {path} is damaged ({one_line(e, 120)}); "
                        f"{OVERWRITE_HINT}") from e
-    if len(keep) != len(rows):
-        if keep:
-            with atomic_path(path) as tmp:
-                with open(tmp, "w", newline="", encoding="utf-8") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(keep)
-        else:
-            path.unlink()
+    fields = list(rows[0]) if rows else []
+    if keep and ELAPSED_COLUMN not in fields:
+        keep = [dict(r, **{ELAPSED_COLUMN: repr(t)}) for r, t in zip(keep, elapsed_seconds(keep))]
+        fields = ["epoch", *sorted({*fields, ELAPSED_COLUMN} - {"epoch"})]
+    elif len(keep) == len(rows):
+        return keep
+    if keep:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(keep)
+    else:
+        path.unlink()
     return keep
 
 

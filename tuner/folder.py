@@ -3,6 +3,7 @@
 - `search.json`: `fingerprint(...)`, the settings that define a search; a folder
   made with other settings is refused (`check_directory`);
 - `summary.md`, `trials.json`: every trial (`trial_rows`, `summary_table`);
+- `trials.png`: every trial's score against its MFLOPs (`tuner.chart`);
 - `model_config.json`: the best configuration (a `keras_googlenet.GoogLeNetConfig`)
   beside `model.weights.h5`, the best trial's weights, so that
   `keras_googlenet.load_model_folder(directory)` rebuilds the trained model;
@@ -20,6 +21,7 @@ from keras_googlenet.architecture import STAGE_BLOCKS
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHTS_FILE
 from keras_googlenet.fileio import atomic_path, atomic_write_json, atomic_write_text
 from training.config import RESUME_INDEPENDENT
+from tuner.chart import TRIALS_CHART, write_trials_chart
 from tuner.space import shares
 
 #: keras-tuner project folder inside the search folder.
@@ -27,7 +29,7 @@ PROJECT = "tuner"
 
 #: Files and folders of a search folder (what --overwrite removes, with the
 #: best model's weights, `WEIGHTS_FILE`).
-SEARCH_FILES = ("search.json", PROJECT, "logs", "summary.md", "trials.json",
+SEARCH_FILES = ("search.json", PROJECT, "logs", "summary.md", "trials.json", TRIALS_CHART,
                 "best_config.json", "best_trial.json", MODEL_CONFIG_FILE)
 
 #: The weights file of a keras-tuner trial (in `PROJECT/trial_<id>/`).
@@ -224,7 +226,10 @@ def summary_table(rows):
 
 
 def write_results(directory, oracle, hypermodel):
-    """Writes summary.md, trials.json, the best configuration and best_trial.json.
+    """Writes summary.md, trials.json, trials.png, the best configuration and best_trial.json.
+
+    trials.png is a picture: if it cannot be drawn, one line says so and the
+    other files are written all the same.
 
     The best configuration is `model_config.json` (beside the best trial's
     weights, `model.weights.h5`, when keras-tuner kept them) and
@@ -238,6 +243,7 @@ def write_results(directory, oracle, hypermodel):
     table = summary_table(rows)
     atomic_write_text(directory / "summary.md", table + "\n")
     atomic_write_json(directory / "trials.json", rows)
+    write_trials_chart(directory, rows, hypermodel)
     completed = [r for r in rows if r["status"] == "COMPLETED" and r["score"] is not None]
     if not completed:
         return rows, None

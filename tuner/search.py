@@ -19,6 +19,7 @@ The search folder (`--directory`) holds:
 - `tuner/`: keras-tuner's oracle and trials (`trial_*/trial.json`, checkpoints);
 - `logs/<trial>/execution0/`: TensorBoard logs of every trial (with HParams);
 - `summary.md` and `trials.json`: every trial's score, MFLOPs, parameters, ratios;
+- `trials.png`: every trial's score against its MFLOPs, the paper's ratios marked;
 - `model_config.json` and `model.weights.h5`: the best configuration (a
   `keras_googlenet.GoogLeNetConfig`) and its trial's weights, so that
   `keras_googlenet.load_model_folder(directory)` rebuilds the trained model;

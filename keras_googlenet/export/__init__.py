@@ -21,7 +21,8 @@
   leaves it out);
 - `labels.txt` (class names in output order), `model_config.json` (the model's
   `GoogLeNetConfig`, when given) and `export_report.json` (size, LiteRT latency
-  and agreement of every artifact with the Keras model).
+  and agreement of every artifact with the Keras model), with its chart
+  `export_report.png` (accuracy, size and latency of the TFLite files).
 
 The folder is built in a temporary folder next to it and renamed into place, so
 it is either a complete export or absent; it gets the user's default permissions.
@@ -30,7 +31,8 @@ One role per module: `serving` (the deployment graph and its input/output
 contract), `saved_model`, `tflite` (conversion and the builtin-ops check),
 `litert` (running `.tflite` files), `metadata` (TFLite metadata inside the
 `.tflite` files), `labels` (the files describing an export),
-`report`, `exporter` (`export`, all of it with checks) and `errors`. To add a
+`report`, `chart` (the report's picture), `exporter` (`export`, all of it with
+checks) and `errors`. To add a
 format, add its converter beside `tflite` and a row in `exporter`.
 
 This package needs the TensorFlow backend (SavedModel and TFLite are TensorFlow

@@ -21,6 +21,7 @@ from keras_googlenet.export.labels import LABELS_FILE, resolve_labels, write_lab
 from keras_googlenet.export.labels import write_model_config
 from keras_googlenet.export.litert import LiteRTClassifier
 from keras_googlenet.export.metadata import embed_metadata, model_metadata, resolve_metadata
+from keras_googlenet.export.chart import write_report_chart
 from keras_googlenet.export.report import NO_METADATA_NOTE, REPORT_FILE, metadata_summary
 from keras_googlenet.export.report import add_float32_ratios, compare, environment, targets
 from keras_googlenet.export.saved_model import load_signature, saved_model_latency_ms
@@ -152,9 +153,10 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     Writes the requested `formats` (see `FORMATS`: the SavedModel and the
     float32, float16, dynamic and int8 TFLite files, each with TFLite metadata
     and the labels embedded, see `keras_googlenet.export.metadata`), `labels.txt`,
-    `model_config.json` (when `config` is given) and `export_report.json`,
-    after running every artifact on a sample of images and comparing it with
-    the Keras model. The folder appears complete or not at all, with the
+    `model_config.json` (when `config` is given), `export_report.json` and
+    its chart `export_report.png` (`keras_googlenet.export.chart`), after
+    running every artifact on a sample of images and comparing it with the
+    Keras model. The folder appears complete or not at all, with the
     user's default permissions.
 
     Calibration images (for `int8`) are `calibration_data` (an image folder) or
@@ -315,4 +317,6 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
             "environment": environment(),
         }
         atomic_write_json(os.path.join(tmp, REPORT_FILE), report)
+        # A picture of the report; a failure to draw it is logged, not fatal.
+        write_report_chart(tmp, report, log=log)
     return report

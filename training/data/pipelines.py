@@ -38,6 +38,8 @@ class Datasets:
         val_source: Where the held-out split comes from, in words.
         pipeline: `"tf.data"` or `"numpy"`.
         skipped_files: Unreadable files skipped (with `skip_bad_images`).
+        val_arrays: The held-out split as arrays, `(images, int labels, sample
+            weights or None)`, padded like `val` (for `training.evaluation`).
     """
 
     train: object
@@ -49,9 +51,10 @@ class Datasets:
     val_source: str
     pipeline: str
     skipped_files: list = dataclasses.field(default_factory=list)
+    val_arrays: tuple = None
 
 
-def build_datasets(config, *, replicas=1):
+def build_datasets(config, *, replicas=1, shard=(0, 1)):
     """Builds the training and held-out inputs for `model.fit`.
 
     Images stay raw RGB 0-255 (GoogLeNet rescales inside the model); labels
@@ -63,6 +66,14 @@ def build_datasets(config, *, replicas=1):
             parallelism every batch must divide evenly, so the held-out split
             is then padded to a multiple of `replicas` with zero-weight
             examples (the validation batches then carry sample weights).
+        shard: `(index, count)`: this process's share of a run over `count`
+            processes (`--strategy multi-worker`). The process then feeds
+            examples `index::count` (the training shards cut to one size, so
+            that every process takes the same number of steps) in batches of
+            `config.batch_size // count`; Keras joins the processes' batches
+            into the global batch of `config.batch_size`. The held-out split
+            is padded first, then sharded the same way: over all processes
+            every held-out example is evaluated exactly once.
 
     Returns:
         A `Datasets`.
@@ -71,6 +82,7 @@ def build_datasets(config, *, replicas=1):
         DataError: If the data cannot be read or is too small for the batch size.
     """
     a = load(config)
+    index, count = shard
     num_train, num_val = len(a.x_train), len(a.x_val)
     if config.batch_size > num_train:
         raise DataError(
@@ -87,26 +99,40 @@ def build_datasets(config, *, replicas=1):
         x_val = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
         y_val = np.concatenate([y_val, np.zeros(pad, y_val.dtype)])
         w_val = np.concatenate([np.ones(num_val, "float32"), np.zeros(pad, "float32")])
+    x_train, y_train, batch_size = a.x_train, a.y_train, config.batch_size
+    if count > 1:
+        if config.batch_size % count:
+            raise DataError(f"--batch-size {config.batch_size} must be a multiple of the "
+                            f"{count} processes")
+        per_process = num_train // count
+        x_train, y_train = x_train[index::count][:per_process], y_train[index::count][:per_process]
+        if w_val is None:
+            w_val = np.ones(len(x_val), "float32")
+        x_val, y_val, w_val = x_val[index::count], y_val[index::count], w_val[index::count]
+        batch_size //= count
     num_classes = len(a.class_names)
     if config.pipeline == "tf.data":
-        train, val = _tf_datasets(config, a.x_train, a.y_train, x_val, y_val, w_val, num_classes)
+        train, val = _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val,
+                                  num_classes)
     else:
         pad = config.pad if config.augment else None
         train = ArrayDataset(
-            a.x_train, a.y_train, num_classes, config.batch_size,
+            x_train, y_train, num_classes, batch_size,
             shuffle=True, pad=pad, seed=config.seed, drop_remainder=True,
+            cutout=config.cutout if config.augment else 0,
         )
-        val = ArrayDataset(x_val, y_val, num_classes, config.batch_size, sample_weight=w_val)
+        val = ArrayDataset(x_val, y_val, num_classes, batch_size, sample_weight=w_val)
     return Datasets(
         train=train,
         val=val,
         class_names=a.class_names,
         num_train=num_train,
         num_val=num_val,
-        steps_per_epoch=num_train // config.batch_size,
+        steps_per_epoch=len(x_train) // batch_size,
         val_source=a.val_source,
         pipeline=config.pipeline,
         skipped_files=a.skipped_files,
+        val_arrays=(x_val, y_val, w_val),
     )
 
 
@@ -125,6 +151,7 @@ class ArrayDataset(keras.utils.PyDataset):
         shuffle: Reshuffle every epoch.
         pad: `None` for no augmentation, else the pad-and-crop padding in
             pixels (`augment_numpy`; 0 flips only).
+        cutout: Side of the cutout square of the augmentation (0: none).
         seed: Seed of the shuffles and augmentations.
         sample_weight: Optional per-example weights.
         drop_remainder: Drop the last incomplete batch.
@@ -132,13 +159,13 @@ class ArrayDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, num_classes, batch_size, *, shuffle=False, pad=None,
-                 seed=0, sample_weight=None, drop_remainder=False, workers=None):
+                 seed=0, sample_weight=None, drop_remainder=False, workers=None, cutout=0):
         super().__init__(workers=workers or min(4, os.cpu_count() or 1),
                          use_multiprocessing=False)
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_classes, self.batch_size = num_classes, batch_size
         self.shuffle, self.pad, self.seed = shuffle, pad, seed
-        self.drop_remainder = drop_remainder
+        self.drop_remainder, self.cutout = drop_remainder, cutout
         self._epoch = 0
         self._order = self._permutation()
 
@@ -157,7 +184,7 @@ class ArrayDataset(keras.utils.PyDataset):
         images = self.x[idx]
         if self.pad is not None:
             rng = np.random.default_rng([self.seed, self._epoch, index, 1])
-            images = augment_numpy(images, self.pad, rng)
+            images = augment_numpy(images, self.pad, rng, cutout=self.cutout)
         onehot = np.eye(self.num_classes, dtype="float32")[self.y[idx]]
         if self.sample_weight is None:
             return images, onehot
@@ -168,7 +195,7 @@ class ArrayDataset(keras.utils.PyDataset):
         self._order = self._permutation()
 
 
-def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
+def _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val, num_classes):
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
@@ -176,21 +203,21 @@ def _tf_datasets(config, x_train, y_train, x_val, y_val, w_val, num_classes):
 
     def train_map(x, y):
         if config.augment:
-            x = augment_tf(x, pad)
+            x = augment_tf(x, pad, cutout=config.cutout)
         return x, tf.one_hot(y, num_classes)
 
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
         # Batch first, then augment whole batches: far cheaper than per image.
-        .batch(config.batch_size, drop_remainder=True)
+        .batch(batch_size, drop_remainder=True)
         .map(train_map, num_parallel_calls=autotune, deterministic=False)
         .prefetch(autotune)
     )
     if w_val is None:
-        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(config.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch_size)
         val = val.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     else:
-        val = tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(config.batch_size)
+        val = tf.data.Dataset.from_tensor_slices((x_val, y_val, w_val)).batch(batch_size)
         val = val.map(lambda x, y, w: (x, tf.one_hot(y, num_classes), w))
     return train, val.prefetch(autotune)

@@ -1,0 +1,208 @@
+"""One training run over several processes: `--strategy multi-worker`.
+
+Built on what the engines already have, with no layer of our own: on JAX,
+`keras.distribution.initialize` joins the processes (JAX's distributed runtime;
+gloo collectives on CPU) and `training.recipe.setup_runtime` then spreads
+`keras.distribution.DataParallel` over the global device mesh. Every process
+feeds its own shard of each global batch (`training.data.build_datasets`'s
+`shard`); Keras assembles the global batch from them
+(`jax.make_array_from_process_local_data`), so the losses, gradients, metrics
+and BatchNorm statistics are those of the global batch.
+
+TensorFlow's `tf.distribute.MultiWorkerMirroredStrategy` is refused
+(`TF_MULTI_WORKER_UNSUPPORTED`, after keras-team/keras#20585; not yet checked
+here with a real two-worker run), so `--strategy multi-worker` needs JAX.
+
+Process 0, the chief, writes the run folder; the others read its backup from
+the same (shared) folder to resume (`training.cifar`).
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import threading
+import zlib
+
+from training.cli import one_line
+from training.config import ConfigError
+
+#: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
+TF_MULTI_WORKER_UNSUPPORTED = (
+    "--strategy multi-worker needs KERAS_BACKEND=jax: Keras 3 models are not supported under "
+    "tf.distribute.MultiWorkerMirroredStrategy here (keras-team/keras#20585 reports the "
+    "multi-worker Keras tutorial failing); run the same command with KERAS_BACKEND=jax"
+)
+
+#: Settings that may differ between the processes of one run: each process's
+#: own id and view of the cluster, its console, and its local paths (a shared
+#: run folder may be mounted at other paths on other machines).
+PER_PROCESS = ("process_id", "job_addresses", "init_timeout", "verbose", "framework_logs",
+               "runs_dir", "export_dir", "data_dir", "tfds_dir", "cache_dir")
+
+#: Extra seconds JAX's own timeouts get over `--init-timeout`, so that the
+#: one-line error (`_Watchdog`) comes first: JAX aborts the process instead.
+_JAX_GRACE_S = 15
+
+
+def initialize(config):
+    """Joins the processes of a `--strategy multi-worker` run; a no-op otherwise.
+
+    Call before anything else uses the backend (JAX must be initialized
+    before its first computation). Each process waits at most
+    `config.init_timeout` seconds for the others.
+
+    Args:
+        config: A `TrainConfig` (its multi-worker fields are resolved here).
+
+    Raises:
+        ConfigError: If the backend cannot run several processes, or a setting
+            is missing or invalid.
+    """
+    config = config.resolve_processes()
+    if config.strategy != "multi-worker":
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        raise ConfigError(TF_MULTI_WORKER_UNSUPPORTED)
+    if backend != "jax":
+        raise ConfigError(f"--strategy multi-worker needs KERAS_BACKEND=jax (current: {backend})")
+    import jax
+
+    if _jax_initialized():
+        return  # this process has joined already (a second run in one process)
+    # Gloo gives JAX cross-process collectives on CPU (GPUs use NCCL); it is
+    # JAX 0.10's default, set here so that an older default cannot leave CPU
+    # processes without collectives.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    where = (f"process {config.process_id} of {config.num_processes} (coordinator "
+             f"{config.job_addresses.split(',')[0]})")
+    # keras.distribution.initialize takes no timeouts and JAX's defaults are
+    # minutes, after which JAX aborts with a stack trace. Keras's call is kept
+    # (its argument and KERAS_DISTRIBUTION_* handling), with JAX's timeouts
+    # bound to --init-timeout; the watchdog ends the process with one line first.
+    real = jax.distributed.initialize
+    limit = config.init_timeout + _JAX_GRACE_S
+    bounded = functools.partial(real, initialization_timeout=limit,
+                                heartbeat_timeout_seconds=limit, shutdown_timeout_seconds=limit)
+    with _Watchdog(config.init_timeout, f"error: {where} could not reach all "
+                   f"{config.num_processes} processes within --init-timeout "
+                   f"{config.init_timeout} s: start every process with the same --job-addresses "
+                   "and --num-processes, and a different --process-id"):
+        jax.distributed.initialize = bounded
+        try:
+            keras.distribution.initialize(config.job_addresses, config.num_processes,
+                                          config.process_id)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"{where} could not start: {one_line(e, 300)}") from e
+        finally:
+            jax.distributed.initialize = real
+
+
+def _jax_initialized():
+    from jax._src import distributed  # no public test of "initialize was called"
+
+    return distributed.global_state.client is not None
+
+
+class _Watchdog:
+    """Ends the process with a one-line error if the `with` block outlasts `seconds`.
+
+    For the calls into JAX's distributed runtime, which block in C++ (a Python
+    exception cannot interrupt them) and abort the process when their own
+    timeout passes.
+    """
+
+    def __init__(self, seconds, message):
+        self._timer = threading.Timer(seconds, self._expire, args=(message,))
+        self._timer.daemon = True
+
+    @staticmethod
+    def _expire(message):
+        print(message, file=sys.stderr, flush=True)
+        os._exit(1)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+def process_index():
+    """This process's id in the run (0 without `--strategy multi-worker`)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def process_count():
+    """Processes of the run (1 without `--strategy multi-worker`)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def is_chief():
+    """Whether this process writes the run folder (process 0)."""
+    return process_index() == 0
+
+
+def check_same_settings(config):
+    """Raises `ConfigError` on every process unless all processes have the same settings.
+
+    Compares every `TrainConfig` field but `PER_PROCESS` (one checksum per
+    field, gathered from every process), so that a process started with,
+    say, another `--batch-size` or `--num-processes` stops at once instead of
+    training something else than the others or waiting forever in a
+    collective. A no-op in a single process.
+
+    Args:
+        config: The resolved `TrainConfig` of this process.
+    """
+    if process_count() == 1:
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    fields = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS]
+    sums = np.array([zlib.crc32(json.dumps(getattr(config, f), sort_keys=True).encode())
+                     for f in fields], dtype=np.uint32)
+    with _Watchdog(config.init_timeout, "error: the processes could not compare their settings "
+                   f"within --init-timeout {config.init_timeout} s"):
+        gathered = np.asarray(multihost_utils.process_allgather(sums))
+    differ = sorted({f for row in gathered[1:] for f, a, b in zip(fields, gathered[0], row)
+                     if a != b})
+    if differ:
+        others = [str(p) for p, row in enumerate(gathered) if (row != gathered[0]).any()]
+        raise ConfigError(
+            f"process(es) {', '.join(others)} of {len(gathered)} were started with other "
+            f"settings than process 0 ({', '.join('--' + f.replace('_', '-') for f in differ)}); "
+            "start every process with the same flags but --process-id"
+        )
+
+
+def gather(values):
+    """Every process's integers `values`, rows in process order (`[values]` in one process).
+
+    A collective: every process of the run must call it, in the same order.
+    """
+    if process_count() == 1:
+        return [[int(v) for v in values]]
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    rows = multihost_utils.process_allgather(np.asarray(values, dtype=np.int32))
+    return [[int(v) for v in row] for row in np.asarray(rows).reshape(process_count(), -1)]
