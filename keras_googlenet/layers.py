@@ -152,8 +152,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         # precision. A bfloat16/float16 input goes into the kernel as it is: the
         # kernel (T=bfloat16/half, U=float) accumulates in float32 and rounds only
         # its output, which is what Keras's cast to float32 and back computes,
-        # without the two casts per layer and pass that cost about 7% of a
-        # mixed_bfloat16 training step on CPU (benchmarks/README.md, "bf16 on CPU").
+        # without two casts per layer and pass (README, "bf16 on CPU").
         x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
         channels = x.shape[-1]
         gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])

@@ -278,7 +278,7 @@ def test_bf16_profile_counts_onednn_kernels_by_kind_and_dtype():
     from benchmarks.bf16_profile import parse_verbose, summarize
 
     line = ("onednn_verbose,v1,primitive,exec,cpu,{kind},{impl},forward_training,"
-            "src:{dt}::blocked:acdb::f0 dst:{dt}::blocked:acdb::f0,,alg,0.01")
+            "src:{dt}::blocked:acdb::f0 dst:{dt}::blocked:acdb::f0,,alg,2.5")
     text = "\n".join([
         line.format(kind="convolution", impl="brg_conv_fwd:avx512_core", dt="f32"),  # warm-up
         "BF16_PROFILE_START",
@@ -288,12 +288,19 @@ def test_bf16_profile_counts_onednn_kernels_by_kind_and_dtype():
         line.format(kind="batch_normalization", impl="nspc_bnorm:any", dt="bf16"),
         "BF16_PROFILE_END",
     ])
-    counts = parse_verbose(text)
+    counts, ms = parse_verbose(text)
     assert counts[("convolution", "brg_conv_fwd:avx512_core_bf16", "bf16")] == 2
     assert sum(counts.values()) == 4  # the warm-up line is outside the markers
-    summary = summarize(counts)
+    assert ms[("convolution", "brg_conv_fwd:avx512_core_bf16", "bf16")] == pytest.approx(5.0)
+    summary = summarize(counts, ms, step_ms=10.0, steps=1)
     assert summary["convolution_bf16_share"] == pytest.approx(2 / 3)
     assert summary["batch_normalization_bf16_share"] == 1.0
+    # 4 x 2.5 ms of a 10 ms step ran in oneDNN, 7.5 ms of it in convolutions.
+    assert summary["onednn_ms_per_step_by_kind"] == {"convolution": 7.5,
+                                                     "batch_normalization": 2.5}
+    assert summary["onednn_ms_over_step"] == pytest.approx(1.0)
+    assert summarize(counts, ms, step_ms=10.0, steps=2)["onednn_ms_over_step"] == \
+        pytest.approx(0.5)
 
 
 def test_torch_case_precision_is_float32_or_bf16_autocast():
