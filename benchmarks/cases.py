@@ -41,6 +41,8 @@ CASE_DEFAULTS = {
     "batch_size": 32,
     "classes": None,  # None: 10 for the CIFAR stem, 1000 for the ImageNet stem
     "jit": False,
+    # Keras: the dtype policy. PyTorch reference: "float32", or "mixed_bfloat16" for
+    # torch.autocast(dtype=bfloat16) (float32 weights, bf16 compute: the same split).
     "precision": "float32",
     "devices": 1,  # > 1: --strategy mirrored (TF) / data-parallel (JAX) over logical CPUs
     "steps": 6,
@@ -85,6 +87,9 @@ def normalize_case(case):
     if not c["fused_batchnorm"] and (c["framework"] != "keras" or c["backend"] != "tensorflow"):
         raise ValueError("fused_batchnorm=False (Keras's unfused BatchNorm) only differs on the "
                          "Keras TensorFlow backend")
+    if c["framework"] == "torch" and c["precision"] not in ("float32", "mixed_bfloat16"):
+        raise ValueError(f"the PyTorch reference runs precision float32 or mixed_bfloat16 "
+                         f"(bf16 autocast); got {c['precision']!r}")
     if c["steps"] < 2:
         raise ValueError(f"steps must be >= 2 (the first step of a repeat is not timed); "
                          f"got {c['steps']}")
@@ -102,6 +107,8 @@ def describe(case):
             f"b{case['batch_size']}"]
     if case["framework"] == "keras":
         bits += [f"jit {'on' if case['jit'] else 'off'}", case["precision"]]
+    elif case["precision"] != "float32":
+        bits.append("bf16 autocast")
     if not case["fused_batchnorm"]:
         bits.append("unfused BatchNorm (Keras 3's)")
     if case["devices"] > 1:

@@ -148,7 +148,8 @@ class TorchRunner:
         self.macs = count_macs(model)
         self.params = keras_style_param_count(model)
         self.trainer = TorchTrainer(model, steps=100 * 100,
-                                    channels_last=case["channels_last"])
+                                    channels_last=case["channels_last"],
+                                    autocast_bf16=case["precision"] == "mixed_bfloat16")
         self.x, self.y = self.trainer.prepare(*random_batch(case))
         self.threads = torch.get_num_threads()
         self.fit(max(1, case["warmup_steps"]))

@@ -2,6 +2,10 @@
 
     python -m benchmarks.torch_reference            # Keras vs PyTorch, 96x96 paper stem, batch 32
     python -m benchmarks.torch_reference --quick    # tiny smoke run
+    # bf16 side by side (README, "bf16 on CPU"):
+    python -m benchmarks.torch_reference --keras-backends tensorflow --keras-jit off \
+        --keras-precisions float32,mixed_bfloat16 --torch-layouts channels_last \
+        --torch-threads 0 --torch-precisions float32,mixed_bfloat16
 
 The PyTorch network is `benchmarks.torch_googlenet` (built from the same
 `GoogLeNetConfig` as the Keras model, layer for layer: same parameters, same
@@ -17,12 +21,13 @@ import argparse
 import sys
 
 from benchmarks.cases import current_backend, default_classes
-from benchmarks.cli_lists import bool_list, csv_list, int_list
+from benchmarks.cli_lists import bool_list, choice_list, csv_list, int_list
 from benchmarks.report import markdown_table, report
 from benchmarks.workers import paired_ratio, run_interleaved
 from keras_googlenet.architecture import STEMS
 from keras_googlenet.environment import load_average
 from keras_googlenet.fileio import atomic_write_json
+from training.config import PRECISIONS
 
 
 def reference_cases(args):
@@ -32,24 +37,28 @@ def reference_cases(args):
                   steps=args.steps, warmup_steps=args.warmup_steps)
     cases = []
     for backend in args.keras_backends:
-        for jit in args.keras_jit:
+        for jit, precision in [(j, p) for j in args.keras_jit for p in args.keras_precisions]:
             if backend == "jax" and not jit:
                 continue  # op-by-op JAX: not a way anyone trains
             if backend == "torch" and jit:
                 continue  # torch.compile: minutes of compilation, not measured here
             cases.append(dict(common, framework="keras", backend=backend, jit=jit,
-                              precision="float32",
-                              label=f"Keras 3 / {backend}, jit={'on' if jit else 'off'}"))
+                              precision=precision,
+                              label=f"Keras 3 / {backend}, jit={'on' if jit else 'off'}"
+                              + ("" if precision == "float32" else f", {precision}")))
     if args.keras_unfused_batchnorm:
         cases.append(dict(common, framework="keras", backend="tensorflow", jit=False,
                           precision="float32", fused_batchnorm=False,
                           label="Keras 3 / tensorflow, jit=off, Keras's unfused BatchNorm "
                           "(before)"))
     for layout in args.torch_layouts:
-        for threads in args.torch_threads:
-            label = f"PyTorch {layout}" + (f", {threads} threads" if threads else "")
+        for threads, precision in [(t, p) for t in args.torch_threads
+                                   for p in args.torch_precisions]:
+            label = (f"PyTorch {layout}" + (f", {threads} threads" if threads else "")
+                     + ("" if precision == "float32" else ", bf16 autocast"))
             cases.append(dict(common, framework="torch", channels_last=layout == "channels_last",
-                              torch_threads=threads or None, label=label))
+                              torch_threads=threads or None, precision=precision,
+                              label=label))
     return cases
 
 
@@ -74,6 +83,9 @@ def summarize(results):
         "fastest_keras_over_each_torch_paired": {
             r["label"]: paired_ratio(keras_best, r) for r in torch_rows},
     }
+    bf16 = bf16_ratios(keras_rows + torch_rows)
+    if bf16:
+        summary["bf16_over_float32_paired"] = bf16
     before = next((r for r in ok if r["framework"] == "keras" and not r["fused_batchnorm"]),
                   None)
     if before is not None:
@@ -87,6 +99,17 @@ def summarize(results):
             summary["fused_over_unfused_batchnorm_paired"] = paired_ratio(fused_tf,
                                                                                   before)
     return summary
+
+
+def bf16_ratios(rows):
+    """`{label of a mixed_bfloat16 row: its paired ratio to the float32 row of the same
+    framework, backend, jit and layout}` (the figure that decides `--precision auto`)."""
+    def key(r):
+        return tuple(r.get(k) for k in ("framework", "backend", "jit", "channels_last", "torch_threads"))
+
+    float32 = {key(r): r for r in rows if r.get("precision", "float32") == "float32"}
+    return {r["label"]: paired_ratio(r, float32[key(r)]) for r in rows
+            if r.get("precision") == "mixed_bfloat16" and key(r) in float32}
 
 
 def build_parser():
@@ -105,6 +128,11 @@ def build_parser():
                    "with --quick: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--keras-jit", type=bool_list, default=[False, True],
                    help="jit settings for Keras (jax always jits; torch never)")
+    p.add_argument("--keras-precisions", type=choice_list(PRECISIONS), default=["float32"],
+                   help="Keras dtype policies")
+    p.add_argument("--torch-precisions", type=choice_list(("float32", "mixed_bfloat16")),
+                   default=["float32"],
+                   help="PyTorch: float32, or mixed_bfloat16 (torch.autocast bfloat16)")
     p.add_argument("--keras-unfused-batchnorm", action="store_true",
                    help="also run Keras/TensorFlow (jit off) with Keras 3's own unfused "
                    "BatchNormalization (keras_googlenet.BatchNormalization(fused=False)): the "

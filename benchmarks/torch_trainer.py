@@ -24,16 +24,20 @@ class TorchTrainer:
             The recipe's settings (weight decay is PyTorch's coupled L2, 5e-4, the
             equivalent of the Keras recipe's decoupled 5e-3 with momentum 0.9).
         channels_last: Run in channels_last memory format.
+        autocast_bf16: Run the forward pass and loss under
+            `torch.autocast("cpu", dtype=torch.bfloat16)` (float32 weights and
+            optimizer, bf16 convolutions and matmuls: Keras's `mixed_bfloat16`).
     """
 
     def __init__(self, model, *, steps=1000, lr=0.1, momentum=0.9, weight_decay=5e-4,
                  label_smoothing=0.1, aux_weight=LOSS_WEIGHTS["aux1"], warmup_steps=None,
-                 channels_last=False):
+                 channels_last=False, autocast_bf16=False):
         import torch
 
         self.torch = torch
         self.model = model
         self.channels_last = channels_last
+        self.autocast_bf16 = autocast_bf16
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         decay, no_decay = [], []
@@ -72,9 +76,10 @@ class TorchTrainer:
     def step(self, x, y):
         """One optimizer step; returns the loss tensor."""
         self.model.train()
-        outputs = self.model(x)
-        weights = [self.aux_weight] * (len(outputs) - 1) + [LOSS_WEIGHTS[MAIN_HEAD]]
-        loss = sum(w * self.loss(o, y) for w, o in zip(weights, outputs))
+        with self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.autocast_bf16):
+            outputs = self.model(x)
+            weights = [self.aux_weight] * (len(outputs) - 1) + [LOSS_WEIGHTS[MAIN_HEAD]]
+            loss = sum(w * self.loss(o, y) for w, o in zip(weights, outputs))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

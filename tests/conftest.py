@@ -103,3 +103,14 @@ def no_tensorflow_env(tmp_path):
     (hide / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
     path = os.pathsep.join(p for p in (str(hide), str(REPO), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONPATH=path)
+
+
+@pytest.fixture(autouse=True)
+def _float32_dtype_policy_after_each_test():
+    """Each test starts under Keras's float32 policy: a run (`training.cifar.main`)
+    sets the process-wide policy to its precision, which must not leak into the
+    next test of the process."""
+    yield
+    import keras
+
+    keras.config.set_dtype_policy("float32")

@@ -272,3 +272,41 @@ def test_torch_reference_summary_pairs_the_unfused_batchnorm_row():
     summary = summarize([row("keras", "after", 1.8), before, torch_row])
     assert summary["fused_over_unfused_batchnorm_paired"] == pytest.approx(1.2)
     assert summary["fastest_keras"] == "after"
+
+
+def test_bf16_profile_counts_onednn_kernels_by_kind_and_dtype():
+    from benchmarks.bf16_profile import parse_verbose, summarize
+
+    line = ("onednn_verbose,v1,primitive,exec,cpu,{kind},{impl},forward_training,"
+            "src:{dt}::blocked:acdb::f0 dst:{dt}::blocked:acdb::f0,,alg,2.5")
+    text = "\n".join([
+        line.format(kind="convolution", impl="brg_conv_fwd:avx512_core", dt="f32"),  # warm-up
+        "BF16_PROFILE_START",
+        line.format(kind="convolution", impl="brg_conv_fwd:avx512_core_bf16", dt="bf16"),
+        line.format(kind="convolution", impl="brg_conv_fwd:avx512_core_bf16", dt="bf16"),
+        line.format(kind="convolution", impl="jit:avx512_core", dt="f32"),
+        line.format(kind="batch_normalization", impl="nspc_bnorm:any", dt="bf16"),
+        "BF16_PROFILE_END",
+    ])
+    counts, ms = parse_verbose(text)
+    assert counts[("convolution", "brg_conv_fwd:avx512_core_bf16", "bf16")] == 2
+    assert sum(counts.values()) == 4  # the warm-up line is outside the markers
+    assert ms[("convolution", "brg_conv_fwd:avx512_core_bf16", "bf16")] == pytest.approx(5.0)
+    summary = summarize(counts, ms, step_ms=10.0, steps=1)
+    assert summary["convolution_bf16_share"] == pytest.approx(2 / 3)
+    assert summary["batch_normalization_bf16_share"] == 1.0
+    # 4 x 2.5 ms of a 10 ms step ran in oneDNN, 7.5 ms of it in convolutions.
+    assert summary["onednn_ms_per_step_by_kind"] == {"convolution": 7.5,
+                                                     "batch_normalization": 2.5}
+    assert summary["onednn_ms_over_step"] == pytest.approx(1.0)
+    assert summarize(counts, ms, step_ms=10.0, steps=2)["onednn_ms_over_step"] == \
+        pytest.approx(0.5)
+
+
+def test_torch_case_precision_is_float32_or_bf16_autocast():
+    from benchmarks.cases import normalize_case
+
+    case = normalize_case({"framework": "torch", "precision": "mixed_bfloat16"})
+    assert "bf16 autocast" in case["label"]
+    with pytest.raises(ValueError, match="mixed_float16"):
+        normalize_case({"framework": "torch", "precision": "mixed_float16"})

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from keras_googlenet.environment import auto_precision, cpu
 from training.cifar import config_from_args, main
 from training.config import ConfigError, TrainConfig
 
@@ -12,9 +13,12 @@ from training.config import ConfigError, TrainConfig
 def test_resolve_fills_machine_dependent_values_for_this_cpu():
     config = TrainConfig().resolve()
     assert config.data == "tfds"
-    # No GPU here, TensorFlow backend: no XLA, float32, tf.data.
+    # No GPU here, TensorFlow backend: no XLA, the CPU's auto precision, tf.data.
     assert config.jit is False
-    assert config.precision == "float32"
+    assert (config.precision, config.precision_reason) == (
+        auto_precision("tensorflow", None, cpu()[1])[0],
+        "auto: " + auto_precision("tensorflow", None, cpu()[1])[1])
+    assert TrainConfig(precision="float32").resolve().precision_reason is None
     assert config.pipeline == "tf.data"
     assert config.warmup_epochs == 5.0  # 5% of 100 epochs
     assert TrainConfig(epochs=10).resolve().warmup_epochs == 0.5
@@ -35,7 +39,9 @@ def test_config_json_round_trip(tmp_path):
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
     data = json.loads((tmp_path / "config.json").read_text())
-    assert data["width"] == 0.5 and data["precision"] == "float32"
+    # The run records the precision --precision auto picked, and why.
+    assert data["width"] == 0.5 and data["precision"] in ("float32", "mixed_bfloat16")
+    assert data["precision_reason"].startswith("auto: ")
     with pytest.raises(ConfigError, match="unknown configuration keys: bogus"):
         TrainConfig.from_dict({**data, "bogus": 1})
 
@@ -135,3 +141,32 @@ def test_blocks_table_is_validated_saved_and_built(tmp_path):
         TrainConfig(blocks=[(8, 8, 8, 4, 4)] * 9).resolve()
     with pytest.raises(ConfigError, match="blocks"):
         TrainConfig(blocks=[(8, 8, 8, 4, 4, 0)] * 9).resolve()
+
+
+@pytest.mark.parametrize(
+    "backend, gpu, flags, expected",
+    [
+        ("tensorflow", None, {"avx512f", "amx_bf16", "amx_tile", "avx512_bf16"},
+         "mixed_bfloat16"),  # Sapphire Rapids: AMX-BF16
+        # Zen 4/5: AVX512-BF16 without AMX (1.43x float32 on a Zen 5 EPYC,
+        # benchmarks/results/cpu_bf16_side_by_side.json)
+        ("tensorflow", None, {"avx512f", "avx512_bf16"}, "mixed_bfloat16"),
+        ("tensorflow", None, {"avx512f", "avx512_vnni"}, "float32"),  # no bf16 units
+        ("tensorflow", None, set(), "float32"),  # flags unknown (non-x86)
+        ("jax", None, {"amx_bf16"}, "float32"),  # bf16 measured only on TensorFlow
+        ("torch", None, {"amx_bf16"}, "float32"),
+        ("tensorflow", 9.0, set(), "mixed_bfloat16"),  # GPUs as on main
+        ("jax", 8.0, set(), "mixed_bfloat16"),
+        ("tensorflow", 7.5, {"amx_bf16"}, "mixed_float16"),
+    ],
+)
+def test_auto_precision_follows_cpu_flags_and_gpu(backend, gpu, flags, expected):
+    policy, reason = auto_precision(backend, gpu, flags)
+    assert policy == expected
+    assert reason  # printed in the run's first line
+
+
+def test_auto_precision_reason_names_the_deciding_flag():
+    assert auto_precision("tensorflow", None, {"amx_bf16"}) == (
+        "mixed_bfloat16", "CPU has amx_bf16")
+    assert "no bf16 units" in auto_precision("tensorflow", None, {"avx2"})[1]

@@ -205,7 +205,7 @@ def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
-          f"backend, {replicas} device(s), {config.precision}, jit={config.jit}, "
+          f"backend, {replicas} device(s), {config.precision_text}, jit={config.jit}, "
           f"{data.pipeline} input pipeline, peak lr {config.peak_lr:g} (--lr {config.lr:g}, "
           f"--lr-scaling {config.lr_scaling})")
     if shard[1] > 1:

@@ -8,7 +8,6 @@ run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
 
 import dataclasses
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -25,8 +24,17 @@ from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import TORCHVISION_OPTIONS
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.environment import accelerator, tensorflow_available
+from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json
+from training.checks import (
+    at_least,
+    fraction,
+    is_address,
+    is_block_table,
+    is_int,
+    is_num,
+    within,
+)
 
 #: Values accepted by the choice fields.
 DATA_SOURCES = ("tfds", "folder", "synthetic")
@@ -55,6 +63,8 @@ LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_e
 RESUME_INDEPENDENT = ("overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
                       "max_extract_mb", "max_extract_ratio",
                       "steps_per_execution", "run_eagerly",
+                      # Only a note on why `precision` (which must match) was picked.
+                      "precision_reason",
                       # Where each process of a multi-worker run finds the others, and
                       # which one it is: a resumed run may start on other machines.
                       "job_addresses", "process_id", "init_timeout")
@@ -159,7 +169,8 @@ class TrainConfig:
     seed: int = 0
     # ---- system -------------------------------------------------------------
     jit: Optional[bool] = None  # None: on with a GPU (or on JAX), off on CPU
-    precision: Optional[str] = None  # None: mixed on GPU, float32 on CPU
+    precision: Optional[str] = None  # None: environment.auto_precision (see resolve)
+    precision_reason: Optional[str] = None  # set by resolve: why auto picked `precision`
     strategy: str = "none"
     steps_per_execution: int = 1
     run_eagerly: bool = False
@@ -182,6 +193,12 @@ class TrainConfig:
         return os.path.join(self.export_dir, self.name)
 
     @property
+    def precision_text(self):
+        """`precision` with the reason auto picked it, as the run's first line prints it:
+        `"mixed_bfloat16 (auto: CPU has amx_bf16)"`, or just `"float32"` when given."""
+        return self.precision + (f" ({self.precision_reason})" if self.precision_reason else "")
+
+    @property
     def peak_lr(self):
         """The learning rate after warm-up: `lr`, times `batch_size / LR_REFERENCE_BATCH`
         with `lr_scaling="linear"`."""
@@ -200,8 +217,11 @@ class TrainConfig:
         - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
           non-jitted execution is op-by-op); off on CPU with TensorFlow, where
           XLA is slower.
-        - `precision`: `mixed_bfloat16` on GPUs that support it (compute
-          capability 8.0+), `mixed_float16` on older GPUs, `float32` on CPU.
+        - `precision`: `keras_googlenet.environment.auto_precision`:
+          `mixed_bfloat16` on GPUs that support it (compute capability 8.0+),
+          `mixed_float16` on older GPUs; on CPU with TensorFlow, `mixed_bfloat16`
+          where the CPU has bf16 units (`amx_bf16` or `avx512_bf16`), else
+          `float32`.
         - `pipeline`: `tf.data` when TensorFlow is importable, else `numpy`.
 
         Raises:
@@ -214,9 +234,9 @@ class TrainConfig:
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
         if config.warmup_epochs is None:  # warm-up is part of the first phase
-            first = config.freeze_epochs if _at_least(config.freeze_epochs, 1) else config.epochs
+            first = config.freeze_epochs if at_least(config.freeze_epochs, 1) else config.epochs
             config.warmup_epochs = round(min(5.0, 0.05 * first), 6)
-        if config.finetune_lr_factor is None and _at_least(config.freeze_epochs, 1):
+        if config.finetune_lr_factor is None and at_least(config.freeze_epochs, 1):
             config.finetune_lr_factor = DEFAULT_FINETUNE_LR_FACTOR
         if config.data_dir is not None:
             config.data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
@@ -227,10 +247,8 @@ class TrainConfig:
             if config.jit is None:
                 config.jit = gpu is not None or backend == "jax"
             if config.precision is None:
-                if gpu is None:
-                    config.precision = "float32"
-                else:
-                    config.precision = "mixed_bfloat16" if gpu >= 8.0 else "mixed_float16"
+                config.precision, reason = auto_precision(backend, gpu, cpu()[1])
+                config.precision_reason = f"auto: {reason}"
         if config.pipeline is None:
             config.pipeline = "tf.data" if tensorflow_available() else "numpy"
         config.validate()
@@ -288,72 +306,72 @@ class TrainConfig:
                 f"--data-dir is only used with --data folder (got --data {self.data})"
             )
         minimum = MIN_INPUT_SIZE.get(self.stem, 1)
-        max_warmup = self.epochs if _is_int(self.epochs) else 0
-        if _at_least(self.freeze_epochs, 1):
+        max_warmup = self.epochs if is_int(self.epochs) else 0
+        if at_least(self.freeze_epochs, 1):
             max_warmup = self.freeze_epochs  # warm-up is in the frozen phase
-        size = self.image_size if _within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
+        size = self.image_size if within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
         max_synthetic = max(1, MAX_SYNTHETIC_GIB * 2**30 // (size * size * 3 * 11 // 10))
         checks = [  # (flag, value, valid, what a valid value is)
             ("--data", self.data, self.data in (None, *DATA_SOURCES), f"one of {DATA_SOURCES}"),
             ("--stem", self.stem, self.stem in STEMS, f"one of {STEMS}"),
-            ("--image-size", self.image_size, _within(self.image_size, minimum, MAX_IMAGE_SIZE),
+            ("--image-size", self.image_size, within(self.image_size, minimum, MAX_IMAGE_SIZE),
              f"an integer >= {minimum} for --stem {self.stem} and <= {MAX_IMAGE_SIZE} (larger "
              "images do not fit in memory)"),
-            ("--limit", self.limit, self.limit is None or _at_least(self.limit, 1), ">= 1"),
-            ("--val-fraction", self.val_fraction, _fraction(self.val_fraction), "in [0, 1)"),
-            ("--max-extract-mb", self.max_extract_mb, _at_least(self.max_extract_mb, 1), ">= 1"),
-            ("--max-extract-ratio", self.max_extract_ratio, _is_num(self.max_extract_ratio)
+            ("--limit", self.limit, self.limit is None or at_least(self.limit, 1), ">= 1"),
+            ("--val-fraction", self.val_fraction, fraction(self.val_fraction), "in [0, 1)"),
+            ("--max-extract-mb", self.max_extract_mb, at_least(self.max_extract_mb, 1), ">= 1"),
+            ("--max-extract-ratio", self.max_extract_ratio, is_num(self.max_extract_ratio)
              and 1 <= self.max_extract_ratio < float("inf"), "a number >= 1"),
             ("--synthetic-examples", self.synthetic_examples,
-             self.data != "synthetic" and _at_least(self.synthetic_examples, 1)
-             or _within(self.synthetic_examples, 1, max_synthetic),
+             self.data != "synthetic" and at_least(self.synthetic_examples, 1)
+             or within(self.synthetic_examples, 1, max_synthetic),
              f"in [1, {max_synthetic}] at --image-size {size} (the images, and a tenth more "
              f"held out, are generated in memory: at most {MAX_SYNTHETIC_GIB} GiB)"),
             ("--pipeline", self.pipeline, self.pipeline in (None, *PIPELINES),
              f"one of {PIPELINES}"),
-            ("--width", self.width, _is_num(self.width) and 0 < self.width <= MAX_WIDTH,
+            ("--width", self.width, is_num(self.width) and 0 < self.width <= MAX_WIDTH,
              f"> 0 and <= {MAX_WIDTH:g} (a width of {MAX_WIDTH:g} already has over a billion "
              "parameters)"),
-            ("--dropout", self.dropout, _fraction(self.dropout), "in [0, 1)"),
-            ("--aux-dropout", self.aux_dropout, _fraction(self.aux_dropout), "in [0, 1)"),
-            ("--aux-weight", self.aux_weight, _is_num(self.aux_weight) and self.aux_weight >= 0,
+            ("--dropout", self.dropout, fraction(self.dropout), "in [0, 1)"),
+            ("--aux-dropout", self.aux_dropout, fraction(self.aux_dropout), "in [0, 1)"),
+            ("--aux-weight", self.aux_weight, is_num(self.aux_weight) and self.aux_weight >= 0,
              "a finite number >= 0"),
-            ("--epochs", self.epochs, _within(self.epochs, 1, MAX_EPOCHS),
+            ("--epochs", self.epochs, within(self.epochs, 1, MAX_EPOCHS),
              f"in [1, {MAX_EPOCHS}]"),
-            ("--batch-size", self.batch_size, _within(self.batch_size, 1, MAX_BATCH_SIZE),
+            ("--batch-size", self.batch_size, within(self.batch_size, 1, MAX_BATCH_SIZE),
              f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),
-            ("--lr", self.lr, _is_num(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("--lr", self.lr, is_num(self.lr) and self.lr > 0, "a finite number > 0"),
             ("--lr-scaling", self.lr_scaling, self.lr_scaling in LR_SCALINGS,
              f"one of {LR_SCALINGS}"),
-            ("--momentum", self.momentum, _fraction(self.momentum), "in [0, 1)"),
+            ("--momentum", self.momentum, fraction(self.momentum), "in [0, 1)"),
             ("--weight-decay", self.weight_decay,
-             _is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+             is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
-             or (_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
+             or (is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
              "in [0, --freeze-epochs] (warm-up is part of the frozen phase)"
-             if _at_least(self.freeze_epochs, 1) else "in [0, --epochs]"),
-            ("--freeze-epochs", self.freeze_epochs, _within(self.freeze_epochs, 0, max(
-                0, (self.epochs if _is_int(self.epochs) else 1) - 1)),
+             if at_least(self.freeze_epochs, 1) else "in [0, --epochs]"),
+            ("--freeze-epochs", self.freeze_epochs, within(self.freeze_epochs, 0, max(
+                0, (self.epochs if is_int(self.epochs) else 1) - 1)),
              "an integer in [0, --epochs - 1] (the epochs after it train the backbone too)"),
             ("--freeze-epochs", self.freeze_epochs, self.freeze_epochs == 0
              or self.weights is not None,
              "0 without --weights (only pretrained weights have a backbone to freeze)"),
             ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
-             or (_is_num(self.finetune_lr_factor) and 0 < self.finetune_lr_factor <= 1),
+             or (is_num(self.finetune_lr_factor) and 0 < self.finetune_lr_factor <= 1),
              "in (0, 1]"),
             ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
-             or _at_least(self.freeze_epochs, 1),
+             or at_least(self.freeze_epochs, 1),
              "unset without --freeze-epochs N (it scales --lr after the frozen phase)"),
-            ("--label-smoothing", self.label_smoothing, _fraction(self.label_smoothing),
+            ("--label-smoothing", self.label_smoothing, fraction(self.label_smoothing),
              "in [0, 1)"),
-            ("--pad", self.pad, _is_int(self.pad) and 0 <= self.pad <= self.image_size,
+            ("--pad", self.pad, is_int(self.pad) and 0 <= self.pad <= self.image_size,
              "in [0, --image-size]"),
-            ("--cutout", self.cutout, _is_int(self.cutout) and 0 <= self.cutout <= self.image_size
+            ("--cutout", self.cutout, is_int(self.cutout) and 0 <= self.cutout <= self.image_size
              and (self.augment or self.cutout == 0),
              "in [0, --image-size], and 0 with --no-augment (cutout is a training augmentation)"),
             ("--tta-flip", self.tta_flip, self.tta_flip in (True, False), "a boolean"),
-            ("--ema-momentum", self.ema_momentum, _fraction(self.ema_momentum), "in [0, 1)"),
-            ("--seed", self.seed, _within(self.seed, 0, MAX_SEED),
+            ("--ema-momentum", self.ema_momentum, fraction(self.ema_momentum), "in [0, 1)"),
+            ("--seed", self.seed, within(self.seed, 0, MAX_SEED),
              f"in [0, {MAX_SEED}] (numpy's seed range)"),
             ("--jit", self.jit, self.jit in (None, True, False), "a boolean"),
             ("--run-eagerly", self.run_eagerly, self.run_eagerly in (True, False), "a boolean"),
@@ -361,13 +379,13 @@ class TrainConfig:
              f"one of {PRECISIONS}"),
             ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
             ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
-            ("--init-timeout", self.init_timeout, _within(self.init_timeout, 1, MAX_INIT_TIMEOUT),
+            ("--init-timeout", self.init_timeout, within(self.init_timeout, 1, MAX_INIT_TIMEOUT),
              f"in [1, {MAX_INIT_TIMEOUT}] seconds"),
             ("--steps-per-execution", self.steps_per_execution,
-             _within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
+             within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
              f"in [1, {MAX_STEPS_PER_EXECUTION}]"),
         ]
-        checks.append(("blocks", self.blocks, self.blocks is None or _is_block_table(self.blocks),
+        checks.append(("blocks", self.blocks, self.blocks is None or is_block_table(self.blocks),
                        f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
         if self.weights is not None:
             checks += _weights_checks(self)
@@ -434,53 +452,26 @@ class TrainConfig:
         ]
 
 
-def _is_block_table(blocks):
-    return (isinstance(blocks, (list, tuple)) and len(blocks) == len(BLOCK_NAMES) and all(
-        isinstance(row, (list, tuple)) and len(row) == len(BLOCK_FIELDS) and all(_at_least(c, 1) for c in row)
-        for row in blocks))
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_num(value):
-    """A finite int or float (not a bool: inf and nan are no setting's valid value)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _at_least(value, minimum):
-    return _is_int(value) and value >= minimum
-
-
-def _within(value, minimum, maximum):
-    return _is_int(value) and minimum <= value <= maximum
-
-
-def _fraction(value):
-    return _is_num(value) and 0 <= value < 1
 
 
 def _process_checks(config):
     """`TrainConfig.resolve_processes`'s checks: (flag, value, valid, requirement)."""
     n = config.num_processes
     addresses = config.job_addresses.split(",") if isinstance(config.job_addresses, str) else []
-    well_formed = bool(addresses) and all(_is_address(a) for a in addresses)
+    well_formed = bool(addresses) and all(is_address(a) for a in addresses)
     return [
-        ("--num-processes", n, _within(n, 1, MAX_PROCESSES), f"in [1, {MAX_PROCESSES}]"),
-        ("--process-id", config.process_id, _is_int(config.process_id) and _is_int(n)
+        ("--num-processes", n, within(n, 1, MAX_PROCESSES), f"in [1, {MAX_PROCESSES}]"),
+        ("--process-id", config.process_id, is_int(config.process_id) and is_int(n)
          and 0 <= config.process_id < n, f"in [0, --num-processes) = [0, {n})"),
         ("--job-addresses", config.job_addresses, well_formed and len(addresses) in (1, n),
          "HOST:PORT of process 0, or the comma-separated HOST:PORT of all --num-processes "
          "processes (process 0 first)"),
     ]
 
-
-def _is_address(address):
-    """`host:port` with a port in [1, 65535] (IPv6 hosts in brackets)."""
-    host, _, port = address.strip().rpartition(":")
-    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 def _weights_checks(config):

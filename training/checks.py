@@ -1,0 +1,44 @@
+"""Predicates of `training.config`'s checks: is a value a valid setting.
+
+Each takes a value as it came from a flag or a saved `config.json` (so of any
+type) and returns a bool; `TrainConfig.validate` turns a False into a
+`ConfigError` that names the flag, the value and what was expected.
+"""
+
+import math
+
+from keras_googlenet.architecture import BLOCK_FIELDS, BLOCK_NAMES
+
+
+def is_block_table(blocks):
+    return (isinstance(blocks, (list, tuple)) and len(blocks) == len(BLOCK_NAMES) and all(
+        isinstance(row, (list, tuple)) and len(row) == len(BLOCK_FIELDS) and all(at_least(c, 1) for c in row)
+        for row in blocks))
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_num(value):
+    """A finite int or float (not a bool: inf and nan are no setting's valid value)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def at_least(value, minimum):
+    return is_int(value) and value >= minimum
+
+
+def within(value, minimum, maximum):
+    return is_int(value) and minimum <= value <= maximum
+
+
+def fraction(value):
+    return is_num(value) and 0 <= value < 1
+
+
+def is_address(address):
+    """`host:port` with a port in [1, 65535] (IPv6 hosts in brackets)."""
+    host, _, port = address.strip().rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
