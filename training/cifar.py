@@ -43,14 +43,8 @@ from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
-from training.distributed import (
-    check_same_settings,
-    gather,
-    initialize,
-    is_chief,
-    process_count,
-    process_index,
-)
+from training.distributed import (check_same_settings, gather, initialize, is_chief,
+                                  process_callbacks, process_count, process_index)
 from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI's API)
 from training.run import (
     RunError,
@@ -110,8 +104,9 @@ def train(config, callbacks=()):
     initialize(config)  # --strategy multi-worker: before anything else uses the backend
     config = config.resolve()
     check_same_settings(config)
+    callbacks = [*callbacks, *process_callbacks()]  # multi-worker: print the weights' digest
     if not is_chief():
-        return _train_other_process(config, started, list(callbacks))
+        return _train_other_process(config, started, callbacks)
     with contextlib.ExitStack() as stack:
         try:
             check_folders(config)
@@ -121,7 +116,7 @@ def train(config, callbacks=()):
             gather([-1])  # tell the other processes (a no-op in one process)
             raise
         gather([RUN_STATES.index(state)])
-        return _train(config, started, state, list(callbacks))
+        return _train(config, started, state, callbacks)
 
 
 def _train_other_process(config, started, extra_callbacks):

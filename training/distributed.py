@@ -206,3 +206,35 @@ def gather(values):
 
     rows = multihost_utils.process_allgather(np.asarray(values, dtype=np.int32))
     return [[int(v) for v in row] for row in np.asarray(rows).reshape(process_count(), -1)]
+
+
+def weights_digest(model):
+    """The first 16 hex digits of the sha256 of the model's weights, in order.
+
+    Every process of a multi-worker run holds a full copy of the (replicated)
+    weights; equal digests show that they ended the same, bit for bit.
+    """
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def process_callbacks():
+    """Callbacks every process adds in a multi-worker run (none in one process):
+    at the end of each `fit`, each process prints the digest of its weights
+    (`weights_digest`), so that a run's log shows whether they agree."""
+    if process_count() == 1:
+        return []
+    import keras
+
+    class PrintWeightsDigest(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            print(f"Process {process_index()} of {process_count()}: weights sha256 "
+                  f"{weights_digest(self.model)}", flush=True)
+
+    return [PrintWeightsDigest()]
