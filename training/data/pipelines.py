@@ -19,7 +19,8 @@ import numpy as np
 
 from training.data.augmentation import augment_numpy, augment_tf
 from training.data.errors import DataError
-from training.data.sources import load
+from training.data.sources import check_split_sizes, load
+from training.distributed import gather
 
 
 @dataclasses.dataclass
@@ -62,54 +63,57 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
 
     Args:
         config: A resolved `TrainConfig`.
-        replicas: Number of devices the batches are split over. With JAX data
-            parallelism every batch must divide evenly, so the held-out split
-            is then padded to a multiple of `replicas` with zero-weight
+        replicas: Number of devices the batches are split over (over all
+            processes). With JAX data parallelism every batch must divide
+            evenly, so the held-out split is then padded with zero-weight
             examples (the validation batches then carry sample weights).
         shard: `(index, count)`: this process's share of a run over `count`
-            processes (`--strategy multi-worker`). The process then feeds
-            examples `index::count` (the training shards cut to one size, so
-            that every process takes the same number of steps) in batches of
+            processes (`--strategy multi-worker`). The process then loads and
+            decodes only examples `index::count` of each split (`load`), and
+            feeds its training share (cut to the smallest share, so that every
+            process takes the same number of steps) in batches of
             `config.batch_size // count`; Keras joins the processes' batches
-            into the global batch of `config.batch_size`. The held-out split
-            is padded first, then sharded the same way: over all processes
-            every held-out example is evaluated exactly once.
+            into the global batch of `config.batch_size`. Every held-out share
+            is padded to the largest one: over all processes every held-out
+            example is evaluated exactly once. The processes exchange the sizes
+            of their shares (`training.distributed.gather`), so every process
+            of the run must call this.
 
     Returns:
-        A `Datasets`.
+        A `Datasets` (`num_train`, `num_val`: over all processes).
 
     Raises:
-        DataError: If the data cannot be read or is too small for the batch size.
+        DataError: If the data cannot be read or is too small for the batch
+            size (on every process, if any one process cannot read its share).
     """
-    a = load(config)
     index, count = shard
-    num_train, num_val = len(a.x_train), len(a.x_val)
+    if config.batch_size % replicas:
+        raise DataError(
+            f"--batch-size {config.batch_size} must be a multiple of the {replicas} devices"
+        )
+    if config.batch_size % count:
+        raise DataError(f"--batch-size {config.batch_size} must be a multiple of the "
+                        f"{count} processes")
+    a, train_sizes, val_sizes = _load_share(config, shard)
+    num_train, num_val = sum(train_sizes), sum(val_sizes)
+    check_split_sizes(num_train, num_val)
     if config.batch_size > num_train:
         raise DataError(
             f"--batch-size {config.batch_size} is larger than the {num_train} training "
             "examples; lower --batch-size"
         )
-    if config.batch_size % replicas:
-        raise DataError(
-            f"--batch-size {config.batch_size} must be a multiple of the {replicas} devices"
-        )
+    batch_size = config.batch_size // count
+    x_train, y_train = a.x_train[:min(train_sizes)], a.y_train[:min(train_sizes)]
+    # Every process evaluates as many held-out batches as the others, and every
+    # batch splits evenly over this process's devices: pad with zero weights.
+    local_devices = replicas // count
+    padded = -(-max(val_sizes) // local_devices) * local_devices
     x_val, y_val, w_val = a.x_val, a.y_val, None
-    if num_val % replicas:
-        pad = replicas - num_val % replicas
+    if count > 1 or padded > len(x_val):
+        pad = padded - len(x_val)
         x_val = np.concatenate([x_val, np.zeros((pad, *x_val.shape[1:]), x_val.dtype)])
         y_val = np.concatenate([y_val, np.zeros(pad, y_val.dtype)])
-        w_val = np.concatenate([np.ones(num_val, "float32"), np.zeros(pad, "float32")])
-    x_train, y_train, batch_size = a.x_train, a.y_train, config.batch_size
-    if count > 1:
-        if config.batch_size % count:
-            raise DataError(f"--batch-size {config.batch_size} must be a multiple of the "
-                            f"{count} processes")
-        per_process = num_train // count
-        x_train, y_train = x_train[index::count][:per_process], y_train[index::count][:per_process]
-        if w_val is None:
-            w_val = np.ones(len(x_val), "float32")
-        x_val, y_val, w_val = x_val[index::count], y_val[index::count], w_val[index::count]
-        batch_size //= count
+        w_val = np.concatenate([np.ones(len(a.x_val), "float32"), np.zeros(pad, "float32")])
     num_classes = len(a.class_names)
     if config.pipeline == "tf.data":
         train, val = _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val,
@@ -134,6 +138,27 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
         skipped_files=a.skipped_files,
         val_arrays=(x_val, y_val, w_val),
     )
+
+
+def _load_share(config, shard):
+    """This process's share of the data (`load`), and the sizes of every
+    process's training and held-out shares, in process order.
+
+    A collective in a run over several processes: a process that cannot load
+    its share tells the others, so that all of them stop with a `DataError`
+    instead of waiting for it.
+    """
+    try:
+        a = load(config, shard)
+    except DataError:
+        gather([-1, 0, 0])
+        raise
+    rows = gather([0, len(a.x_train), len(a.x_val)])
+    failed = [str(p) for p, row in enumerate(rows) if row[0] < 0]
+    if failed:
+        raise DataError(f"process(es) {', '.join(failed)} could not load their share of the "
+                        "data (their error says why)")
+    return a, [row[1] for row in rows], [row[2] for row in rows]
 
 
 class ArrayDataset(keras.utils.PyDataset):

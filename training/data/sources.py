@@ -2,7 +2,10 @@
 
 Every source is decoded once into uint8 NHWC arrays in memory, split into a
 training and a held-out part (`load`); `load_arrays` is the public face.
-TFDS and TensorFlow are imported only when `--data tfds` asks for them.
+In a run over several processes each one decodes only its share of both
+parts (`load`'s `shard`): files and TFDS records are split and shared out
+before anything is decoded. TFDS and TensorFlow are imported only when
+`--data tfds` asks for them.
 """
 
 import dataclasses
@@ -15,7 +18,7 @@ from keras_googlenet.images import resize_images
 from training.data.archives import control_characters, resolve_data_dir
 from training.data.decoding import decode_files
 from training.data.errors import DataError
-from training.data.splits import limit, stratified_split
+from training.data.splits import limit, stratified_split, take_share
 
 #: How long the TFDS download host is probed before `download_and_prepare`, so
 #: that an offline machine fails in seconds instead of retrying for minutes.
@@ -66,38 +69,58 @@ def load_arrays(config):
     return a.x_train, a.y_train, a.x_val, a.y_val, a.class_names
 
 
-def load(config):
-    """The configured source as `Arrays`; raises `DataError` if a split is empty."""
+def load(config, shard=(0, 1)):
+    """The configured source as `Arrays`; raises `DataError` if a split is empty.
+
+    Args:
+        config: A resolved `TrainConfig`.
+        shard: `(index, count)`: decode only examples `index::count` of the
+            training and of the held-out split (`take_share`), this process's
+            share of a run over `count` processes. The split itself is the
+            same for every `shard`: it is made before the shares are taken.
+    """
     loaders = {"synthetic": _load_synthetic, "folder": _load_folder, "tfds": _load_tfds}
     if config.data not in loaders:
         raise DataError(f"unknown data source {config.data!r}")
-    arrays = loaders[config.data](config)
+    arrays = loaders[config.data](config, shard)
     check_class_count(arrays.class_names, config.data_dir or f"--data {config.data}")
-    if len(arrays.x_train) == 0:
-        raise DataError("the training split is empty")
-    if len(arrays.x_val) == 0:
-        raise DataError("the held-out split is empty; raise --val-fraction or add DIR/val")
+    if shard[1] == 1:  # a share may be empty; build_datasets checks the sum of the shares
+        check_split_sizes(len(arrays.x_train), len(arrays.x_val))
     return arrays
 
 
-def _load_synthetic(config):
-    """Random images and labels of the configured shape, for throughput tests."""
+def check_split_sizes(num_train, num_val):
+    """Raises DataError if the training or the held-out split is empty."""
+    if num_train == 0:
+        raise DataError("the training split is empty")
+    if num_val == 0:
+        raise DataError("the held-out split is empty; raise --val-fraction or add DIR/val")
+
+
+def _load_synthetic(config, shard):
+    """Random images and labels of the configured shape, for throughput tests
+    (generated whole, so that every share is the same whatever the `shard`)."""
     rng = np.random.default_rng(config.seed)
     size = config.image_size
     n_train = min(config.synthetic_examples, config.limit or config.synthetic_examples)
     n_val = max(1, n_train // 10)
     x = rng.integers(0, 256, (n_train + n_val, size, size, 3), dtype=np.uint8)
     y = rng.integers(0, SYNTHETIC_CLASSES, n_train + n_val).astype("int32")
-    return Arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+    x_train, y_train = take_share(x[:n_train], y[:n_train], shard)
+    x_val, y_val = take_share(x[n_train:], y[n_train:], shard)
+    return Arrays(x_train, y_train, x_val, y_val,
                   [f"class_{i}" for i in range(SYNTHETIC_CLASSES)], "synthetic", [])
 
 
-def _load_tfds(config):
+def _load_tfds(config, shard):
     """TFDS `train`, split into training and a stratified `val_fraction` held out.
 
     The held-out split is carved out of `train`, never the official `test` split:
     it picks the best checkpoint, so using `test` would leak it into model
     selection, and its figures are validation accuracy, not test accuracy.
+    The records are read undecoded (TFDS's `SkipDecoding`), split on their
+    labels, and only this process's share is decoded, with the dataset's own
+    image feature.
     """
     try:
         import tensorflow_datasets as tfds
@@ -122,25 +145,33 @@ def _load_tfds(config):
             )
         builder.download_and_prepare()
     names = builder.info.features["label"].names
+    image_feature = builder.info.features["image"]
+    import tensorflow as tf
 
-    def split_arrays(split):
-        dataset = builder.as_dataset(split=split, as_supervised=True).batch(10000)
-        batches = list(tfds.as_numpy(dataset))
-        return (np.concatenate([b[0] for b in batches]),
-                np.concatenate([b[1] for b in batches]).astype("int32"))
-
-    x_train, y_train = split_arrays("train")
-    x_train, y_train, x_val, y_val = stratified_split(
-        x_train, y_train, config.val_fraction, config.seed)
+    undecoded = builder.as_dataset(split="train", as_supervised=True,
+                                   decoders={"image": tfds.decode.SkipDecoding()})
+    batches = list(tfds.as_numpy(undecoded.batch(10000)))
+    encoded = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches]).astype("int32")
+    encoded, labels, val_encoded, val_labels = stratified_split(
+        encoded, labels, config.val_fraction, config.seed)
     source = f"{config.val_fraction:g} of TFDS {config.tfds_name} train (stratified)"
-    x_train, y_train = limit(x_train, y_train, config.limit, config.seed)
-    x_val, y_val = limit(x_val, y_val, config.limit, config.seed)
-    x_train = resize_images(x_train, config.image_size)
-    x_val = resize_images(x_val, config.image_size)
+
+    def decoded_share(items, labels):
+        items, labels = limit(items, labels, config.limit, config.seed)
+        items, labels = take_share(items, labels, shard)
+        images = tf.data.Dataset.from_tensor_slices(items).map(
+            image_feature.decode_example, num_parallel_calls=tf.data.AUTOTUNE)
+        x = np.stack(list(tfds.as_numpy(images))) if len(items) else np.zeros(
+            (0, *image_feature.shape), np.uint8)
+        return resize_images(x, config.image_size), labels
+
+    x_train, y_train = decoded_share(encoded, labels)
+    x_val, y_val = decoded_share(val_encoded, val_labels)
     return Arrays(x_train, y_train, x_val, y_val, list(names), source, [])
 
 
-def _load_folder(config):
+def _load_folder(config, shard):
     """`DIR/train/<class>/*` plus `DIR/val` or `DIR/test`, else a split of train."""
     root = resolve_data_dir(config.data_dir, config.cache_dir,
                             max_extract_mb=config.max_extract_mb,
@@ -174,8 +205,9 @@ def _load_folder(config):
         files, labels, val_files, val_labels = stratified_split(
             files, labels, config.val_fraction, config.seed)
         source = f"{config.val_fraction:g} of train/ (stratified, seed {config.seed})"
-    files, labels = limit(files, labels, config.limit, config.seed)
-    val_files, val_labels = limit(val_files, val_labels, config.limit, config.seed)
+    files, labels = take_share(*limit(files, labels, config.limit, config.seed), shard)
+    val_files, val_labels = take_share(
+        *limit(val_files, val_labels, config.limit, config.seed), shard)
     x_train, y_train, bad_train = decode_files(files, labels, config.image_size)
     x_val, y_val, bad_val = decode_files(val_files, val_labels, config.image_size)
     bad = bad_train + bad_val

@@ -1,7 +1,8 @@
-"""Seeded, reproducible selections of examples: the stratified held-out split and `--limit`.
+"""Seeded, reproducible selections of examples: the stratified held-out split,
+`--limit` and a process's share of a multi-process run.
 
-Both are pure functions of their arguments, so a run's saved configuration
-always rebuilds the same split.
+All are pure functions of their arguments, so a run's saved configuration
+always rebuilds the same split (and the same shares).
 """
 
 import numpy as np
@@ -50,3 +51,17 @@ def limit(x, y, count, seed):
         return x, y
     idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(x))[:count])
     return x[idx], y[idx]
+
+
+def take_share(x, y, shard):
+    """Examples `index::count` of `(x, y)`: one process's share of a run over
+    `count` processes (`shard = (index, count)`); every example lands in
+    exactly one share, and the shares differ in size by at most one.
+
+    Taken before decoding (file lists, encoded bytes), so that each process
+    decodes only its own share of the data.
+    """
+    index, count = shard
+    if count == 1:
+        return x, y
+    return x[index::count], y[index::count]
