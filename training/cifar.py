@@ -205,8 +205,9 @@ def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
           f"--lr-scaling {config.lr_scaling})")
     if shard[1] > 1:
         print(f"Process {shard[0]} of {shard[1]}: {config.batch_size // shard[1]} of every "
-              f"global batch of {config.batch_size}, {data.steps_per_epoch} steps per epoch"
-              + ("; it writes the run folder" if shared_run_dir is None else
+              f"global batch of {config.batch_size}, {data.steps_per_epoch} steps per epoch; "
+              f"its share of the data: {data.share[0]} training / {data.share[1]} held-out "
+              "images" + ("; it writes the run folder" if shared_run_dir is None else
                  f"; process 0 writes the run folder {shared_run_dir}"))
     if resumed_from >= config.epochs:
         print(f"All {config.epochs} epochs were trained already (backup in {run_dir / 'backup'}): "

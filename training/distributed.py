@@ -10,8 +10,10 @@ feeds its own shard of each global batch (`training.data.build_datasets`'s
 and BatchNorm statistics are those of the global batch.
 
 TensorFlow's `tf.distribute.MultiWorkerMirroredStrategy` is refused
-(`TF_MULTI_WORKER_UNSUPPORTED`, after keras-team/keras#20585; not yet checked
-here with a real two-worker run), so `--strategy multi-worker` needs JAX.
+(`TF_MULTI_WORKER_UNSUPPORTED`): with Keras 3.15 and TensorFlow 2.21, Keras's
+`model.fit` fails under it before the first step (keras-team/keras#20585;
+reproduced by two real workers on 127.0.0.1 in tests/test_distributed.py), so
+`--strategy multi-worker` needs JAX.
 
 Process 0, the chief, writes the run folder; the others read its backup from
 the same (shared) folder to resume (`training.cifar`).
@@ -30,9 +32,9 @@ from training.config import ConfigError
 
 #: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
 TF_MULTI_WORKER_UNSUPPORTED = (
-    "--strategy multi-worker needs KERAS_BACKEND=jax: Keras 3 models are not supported under "
-    "tf.distribute.MultiWorkerMirroredStrategy here (keras-team/keras#20585 reports the "
-    "multi-worker Keras tutorial failing); run the same command with KERAS_BACKEND=jax"
+    "--strategy multi-worker needs KERAS_BACKEND=jax: Keras 3's model.fit fails under "
+    "tf.distribute.MultiWorkerMirroredStrategy (\"Attempt to convert a value (PerReplica...)\" "
+    "before the first step, keras-team/keras#20585); run the same command with KERAS_BACKEND=jax"
 )
 
 #: Settings that may differ between the processes of one run: each process's

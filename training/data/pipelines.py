@@ -41,6 +41,8 @@ class Datasets:
         skipped_files: Unreadable files skipped (with `skip_bad_images`).
         val_arrays: The held-out split as arrays, `(images, int labels, sample
             weights or None)`, padded like `val` (for `training.evaluation`).
+        share: `(training, held-out)` examples this process feeds (all of them
+            in a single process; without the padding).
     """
 
     train: object
@@ -53,6 +55,7 @@ class Datasets:
     pipeline: str
     skipped_files: list = dataclasses.field(default_factory=list)
     val_arrays: tuple = None
+    share: tuple = None
 
 
 def build_datasets(config, *, replicas=1, shard=(0, 1)):
@@ -137,6 +140,7 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
         pipeline=config.pipeline,
         skipped_files=a.skipped_files,
         val_arrays=(x_val, y_val, w_val),
+        share=(len(x_train), len(a.x_val)),
     )
 
 

@@ -1,0 +1,71 @@
+"""Helpers of the `--strategy multi-worker` tests: `training.cifar` processes on 127.0.0.1.
+
+Every subprocess runs under a timeout, on a free port, so that nothing can hang CI.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+from training_helpers import REPO
+
+#: A tiny run: two epochs of 64 synthetic images, global batch 16, two processes.
+TINY = ["--data", "synthetic", "--synthetic-examples", "64", "--image-size", "32",
+        "--width", "0.1", "--stem", "cifar", "--epochs", "2", "--batch-size", "16",
+        "--no-export", "--verbose", "2", "--seed", "1", "--pipeline", "numpy",
+        "--precision", "float32",
+        "--strategy", "multi-worker", "--num-processes", "2", "--name", "two"]
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster(args, *, init_timeout=120):
+    """`args` plus the flags that join two processes on a free port of 127.0.0.1
+    (`--process-id` is added per process by `start_processes`)."""
+    return [*args, "--job-addresses", f"127.0.0.1:{free_port()}",
+            "--init-timeout", str(init_timeout)]
+
+
+def start(args, tmp_path, backend="jax"):
+    """`python -m training.cifar ARGS` in `tmp_path`, its output captured."""
+    env = dict(os.environ, KERAS_BACKEND=backend,
+               PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
+    return subprocess.Popen([sys.executable, "-m", "training.cifar", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_processes(args, tmp_path, count=2):
+    """One `start` per process id of a `cluster`."""
+    return [start([*args, "--process-id", str(i)], tmp_path) for i in range(count)]
+
+
+def finish(procs, timeout):
+    """`(returncode, stdout, stderr)` of each process; kills them all on a timeout."""
+    out = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+def last_line(stderr):
+    """The last non-empty line of a process's stderr."""
+    return [line for line in stderr.splitlines() if line.strip()][-1]
+
+
+def digest(stdout, index, count=2):
+    """The weights digest process `index` printed (`training.distributed.weights_digest`)."""
+    prefix = f"Process {index} of {count}: weights sha256 "
+    [line] = [line for line in stdout.splitlines() if line.startswith(prefix)]
+    return line[len(prefix):].strip()
