@@ -45,6 +45,11 @@ CASE_DEFAULTS = {
     # torch.autocast(dtype=bfloat16) (float32 weights, bf16 compute: the same split).
     "precision": "float32",
     "devices": 1,  # > 1: --strategy mirrored (TF) / data-parallel (JAX) over logical CPUs
+    # > 1: --strategy multi-worker (JAX): that many worker processes on 127.0.0.1, each
+    # feeding batch_size / processes of every global batch (benchmarks.workers starts them).
+    "processes": 1,
+    "process_id": 0,  # set per process by benchmarks.workers
+    "job_addresses": None,  # "127.0.0.1:PORT" of process 0, set by benchmarks.workers
     "steps": 6,
     "warmup_steps": 3,
     "env": {},  # extra environment variables of the worker process
@@ -90,6 +95,8 @@ def normalize_case(case):
     if c["framework"] == "torch" and c["precision"] not in ("float32", "mixed_bfloat16"):
         raise ValueError(f"the PyTorch reference runs precision float32 or mixed_bfloat16 "
                          f"(bf16 autocast); got {c['precision']!r}")
+    if c["processes"] > 1 and (c["framework"] != "keras" or c["backend"] != "jax"):
+        raise ValueError("processes > 1 (--strategy multi-worker) runs on the Keras JAX backend")
     if c["steps"] < 2:
         raise ValueError(f"steps must be >= 2 (the first step of a repeat is not timed); "
                          f"got {c['steps']}")
@@ -113,6 +120,8 @@ def describe(case):
         bits.append("unfused BatchNorm (Keras 3's)")
     if case["devices"] > 1:
         bits.append(f"{case['devices']} devices")
+    if case["processes"] > 1:
+        bits.append(f"{case['processes']} processes")
     if case["channels_last"]:
         bits.append("channels_last")
     if case["torch_threads"]:
@@ -127,12 +136,16 @@ def train_config(case):
     Its `model_config(case["classes"])` is the case's network; the Keras runner
     also takes the recipe and runtime settings from it.
     """
-    strategy = "none"
+    strategy, processes = "none", {}
     if case["devices"] > 1:
         strategy = "mirrored" if case["backend"] == "tensorflow" else "data-parallel"
+    if case["processes"] > 1:
+        strategy = "multi-worker"
+        processes = dict(num_processes=case["processes"], process_id=case["process_id"],
+                         job_addresses=case["job_addresses"])
     return TrainConfig(
         data="synthetic", stem=case["stem"], image_size=case["image_size"],
         width=case["width"], batch_size=case["batch_size"], jit=case["jit"],
         precision=case["precision"], strategy=strategy, epochs=100, verbose=0,
-        pipeline="tf.data" if case["backend"] == "tensorflow" else "numpy",
+        pipeline="tf.data" if case["backend"] == "tensorflow" else "numpy", **processes,
     )

@@ -59,14 +59,18 @@ class KerasRunner:
         import numpy as np
 
         from keras_googlenet import count_flops
+        from training.distributed import initialize
         from training.recipe import build_model, compile_model, setup_runtime
 
         if keras.backend.backend() != backend:
             raise RuntimeError(f"expected Keras backend {backend}, got {keras.backend.backend()}")
-        config = train_config(case).resolve()
+        config = train_config(case)
+        initialize(config)  # processes > 1: joins the others (a no-op otherwise)
+        config = config.resolve()
         scope, replicas = setup_runtime(config)
-        if replicas != case["devices"]:
-            raise RuntimeError(f"asked for {case['devices']} devices, the strategy has {replicas}")
+        if replicas != case["devices"] * case["processes"]:
+            raise RuntimeError(f"asked for {case['devices']} devices x {case['processes']} "
+                               f"processes, the strategy has {replicas}")
         with scope:
             self.model = build_model(config, case["classes"])
             if not case["fused_batchnorm"]:
@@ -75,6 +79,9 @@ class KerasRunner:
         self.macs = count_flops(self.model)
         self.params = self.model.count_params()
         images, labels = random_batch(case)
+        # Each process feeds its share of the global batch (Keras joins them).
+        share = case["batch_size"] // case["processes"]
+        images, labels = (a[case["process_id"] * share:][:share] for a in (images, labels))
         onehot = np.eye(case["classes"], dtype="float32")[labels]
         targets = {head: onehot for head in self.model.output_names}
         if backend == "tensorflow":
@@ -90,6 +97,12 @@ class KerasRunner:
             self.data = generator
         self.case = case
         self.fit(max(1, case["warmup_steps"]))
+        self.extra_info = {}
+        if case["processes"] > 1:
+            trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
+            self.extra_info["gradient_values"] = trainable
+            self.extra_info["allreduce"] = [
+                time_allreduce(n) for n in sorted({trainable, *ALLREDUCE_SIZES})]
 
     def fit(self, steps):
         """One timed repeat: `(seconds of steps 2..steps, wall seconds of the fit call)`."""
@@ -113,6 +126,38 @@ class KerasRunner:
                        shuffle=False, callbacks=[Timer()])
         wall = time.perf_counter() - begin
         return marks["end"] - marks["start"], wall
+
+
+#: float32 values per all-reduce timed besides the case's own gradient: 1 MiB,
+#: 16 MiB, and the default GoogLeNet's 13,400,888 parameters (53.6 MB).
+ALLREDUCE_SIZES = (1 << 18, 1 << 22, 13_400_888)
+
+
+def time_allreduce(values, repeats=10):
+    """Median seconds of one all-reduce (sum) of `values` float32 numbers over
+    every process's devices, the collective that sums a data-parallel step's
+    gradients: each device holds one row of a global array, and the sum over
+    the rows is returned replicated. Every process must call it together.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((jax.device_count(),), ("batch",))
+    rows = np.ones((jax.local_device_count(), values), np.float32)
+    x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("batch")), rows,
+                                               (jax.device_count(), values))
+    total = jax.jit(lambda a: jnp.sum(a, axis=0), out_shardings=NamedSharding(mesh, P()))
+    total(x).block_until_ready()  # compile
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        total(x).block_until_ready()
+        times.append(time.perf_counter() - began)
+    return {"values": values, "bytes": 4 * values, "seconds": float(np.median(times)),
+            "seconds_min": float(min(times))}
 
 
 def unfuse_batchnorm(model):
@@ -217,6 +262,7 @@ def worker_main(case_json):
                 "macs_per_image": runner.macs, "params": runner.params}
         if case["framework"] == "torch":
             info["torch_threads_used"] = runner.threads
+        info.update(getattr(runner, "extra_info", {}))
         send(info)
     except Exception as e:  # reported to the parent, which records the case as failed
         import traceback

@@ -75,6 +75,10 @@ def build_parser():
                    help="devices per step: 2 splits every batch over 2 logical CPU devices "
                    "(--strategy mirrored on TensorFlow, data-parallel on JAX); on a GPU "
                    "machine, over the visible GPUs")
+    g.add_argument("--processes", type=int_list, default=[1],
+                   help="processes per step: 2 runs --strategy multi-worker as 2 processes on "
+                   "127.0.0.1 (JAX backend), each feeding half of every batch, and times the "
+                   "all-reduce of the gradients")
     g.add_argument("--fused-batchnorm", type=bool_list, default=[True],
                    help="on = keras_googlenet.BatchNormalization as shipped (fused training "
                    "kernel on TensorFlow); off = fused=False, Keras 3's own unfused "
@@ -133,12 +137,13 @@ def grid(args):
     backends = args.backends or [current_backend()]
     envs = [_env_variant(e) for e in (args.env or [""])]
     cases, skipped = [], []
-    for backend, (stem, size), width, batch, jit, precision, devices, fused, env in \
+    for backend, (stem, size), width, batch, jit, precision, devices, processes, fused, env in \
             itertools.product(backends, args.inputs, args.widths, args.batch_sizes, args.jit,
-                              args.precisions, args.devices, args.fused_batchnorm, envs):
+                              args.precisions, args.devices, args.processes,
+                              args.fused_batchnorm, envs):
         case = dict(framework="keras", backend=backend, stem=stem, image_size=size,
                     width=width, batch_size=batch, jit=jit, precision=precision,
-                    devices=devices, env=env, steps=args.steps,
+                    devices=devices, processes=processes, env=env, steps=args.steps,
                     warmup_steps=args.warmup_steps, fused_batchnorm=fused)
         why = None
         if not fused and backend != "tensorflow":
@@ -151,6 +156,10 @@ def grid(args):
             why = "no multi-device strategy on the torch backend"
         elif batch % devices:
             why = f"batch {batch} does not split over {devices} devices"
+        elif processes > 1 and backend != "jax":
+            why = "several processes (--strategy multi-worker) run on the JAX backend only"
+        elif batch % (devices * processes):
+            why = f"batch {batch} does not split over {processes} processes"
         if why:
             label = describe({**CASE_DEFAULTS, **case})
             skipped.append({"label": label, "reason": why})
@@ -263,6 +272,10 @@ def main(argv=None):
                  extra={"skipped": skipped, "input_pipeline": pipeline})
     atomic_write_json(args.output, doc)
     print(markdown_table(results, peak=args.peak_tflops is not None))
+    for r in results:
+        for a in r.get("allreduce", []):
+            print(f"- {r['label']}: all-reduce of {a['bytes'] / 1e6:.1f} MB (float32) "
+                  f"{1000 * a['seconds']:.1f} ms")
     for s in skipped:
         print(f"- skipped {s['label']}: {s['reason']}")
     if pipeline["available"]:

@@ -101,6 +101,40 @@ class _Worker:
         self.log.close()
 
 
+class _ProcessGroup:
+    """The worker processes of one case run over several processes (`processes` > 1,
+    `--strategy multi-worker` on 127.0.0.1), driven like one `_Worker`: each
+    command goes to every process (they step together) and process 0's answer
+    is the case's (its images/s are those of the global batch)."""
+
+    def __init__(self, case):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"
+        self.case = case
+        self.members = [_Worker({**case, "process_id": i, "job_addresses": address})
+                        for i in range(case["processes"])]
+        self.env = self.members[0].env
+
+    def receive(self, timeout):
+        return [member.receive(timeout) for member in self.members][0]
+
+    def send(self, command):
+        for member in self.members:
+            member.send(command)
+
+    def stderr_tail(self, chars=2000):
+        share = chars // len(self.members)
+        return "\n".join(f"[process {i}] {m.stderr_tail(share)}"
+                         for i, m in enumerate(self.members))
+
+    def close(self):
+        for member in self.members:
+            member.close()
+
+
 def run_interleaved(cases, *, repeats=5, peak_tflops=None, max_alive=None,
                     setup_timeout=900, repeat_timeout=900, log=None):
     """Measures every case in its own worker process, interleaved.
@@ -141,7 +175,7 @@ def _run_group(cases, repeats, peak_tflops, setup_timeout, repeat_timeout, log):
         # One worker set up at a time: concurrent start-ups only fight over the
         # cores (and PyTorch's spinning OpenMP threads make that much worse).
         for i, case in enumerate(cases):
-            w = _Worker(case)
+            w = _ProcessGroup(case) if case["processes"] > 1 else _Worker(case)
             workers.append(w)
             try:
                 infos[i] = w.receive(setup_timeout)

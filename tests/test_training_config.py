@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -170,3 +171,30 @@ def test_auto_precision_reason_names_the_deciding_flag():
     assert auto_precision("tensorflow", None, {"amx_bf16"}) == (
         "mixed_bfloat16", "CPU has amx_bf16")
     assert "no bf16 units" in auto_precision("tensorflow", None, {"avx2"})[1]
+
+
+#: The multi-worker settings of two processes on one machine.
+TWO = dict(strategy="multi-worker", num_processes=2, process_id=1, job_addresses="127.0.0.1:9")
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(TWO, tta_flip=True), "--tta-flip must be off with --strategy multi-worker"),
+    (dict(TWO, ema=True), "--ema must be off with --strategy multi-worker"),
+    (dict(TWO, process_id=2), "--process-id must be in [0, --num-processes) = [0, 2); got 2"),
+    (dict(TWO, job_addresses="127.0.0.1"), "--job-addresses must be HOST:PORT of process 0"),
+    (dict(strategy="none", num_processes=2), "--num-processes needs --strategy multi-worker"),
+])
+def test_multi_worker_settings_are_checked_before_anything_starts(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(**fields).resolve_processes()
+
+
+def test_multi_worker_settings_come_from_keras_variables(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "4")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "3")
+    config = TrainConfig(strategy="multi-worker").resolve_processes()
+    assert (config.job_addresses, config.num_processes, config.process_id) == (
+        "10.0.0.1:1234", 4, 3)
+    # Flags win over the variables.
+    assert TrainConfig(strategy="multi-worker", process_id=0).resolve_processes().process_id == 0

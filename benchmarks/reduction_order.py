@@ -1,0 +1,202 @@
+"""How far the order of the floating-point sums alone moves training: the noise
+floor that one- against two-process runs are compared with.
+
+    KERAS_BACKEND=jax python -m benchmarks.reduction_order
+    KERAS_BACKEND=jax python -m benchmarks.reduction_order --quick   # CI smoke run
+
+A two-process run (`--strategy multi-worker`) computes the same training steps
+as one process fed the same global batch, but sums its gradients and BatchNorm
+statistics in another order (8 + 8 examples, joined by an all-reduce). This
+measures, for the network with and without BatchNorm:
+
+- `permutations`: one process trained `--steps` steps on one batch of 16
+  synthetic images, the batch's examples in `--permutations` different orders
+  (the same mathematical function; only the sums' order changes): the spread of
+  the loss at each step and the largest weight difference to the first order;
+- `processes` (not with `--quick`): the same run as `python -m training.cifar`
+  with two processes on 127.0.0.1 and with one process (what
+  tests/test_distributed_runs.py asserts), the same figures between the two.
+
+Weight differences are `max |a - b| / max(max |a|, 1e-3)` per tensor, the
+largest over the tensors (the tests' tolerance is in these units). Writes a
+JSON document and prints a markdown table.
+"""
+
+import argparse
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from keras_googlenet.environment import load_average
+from keras_googlenet.fileio import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_OUTPUT = RESULTS / "multi_worker_reduction_order.json"
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: The run of tests/test_distributed_runs.py: one global batch that is the
+#: whole training set, no augmentation or dropout, a small learning rate.
+RUN_FLAGS = ["--data", "synthetic", "--synthetic-examples", "16", "--image-size", "32",
+             "--width", "0.1", "--stem", "cifar", "--batch-size", "16", "--no-augment",
+             "--dropout", "0", "--aux-dropout", "0", "--lr", "0.01", "--seed", "1",
+             "--precision", "float32", "--pipeline", "numpy", "--no-export", "--verbose", "0"]
+
+NETWORKS = {"batchnorm": [], "no_batchnorm": ["--no-batch-norm"]}
+
+
+def weight_difference(a, b):
+    """Largest over the tensors of `max |a - b| / max(max |a|, 1e-3)`."""
+    import numpy as np
+
+    return max(float(np.abs(x - y).max()) / max(float(np.abs(x).max()), 1e-3)
+               for x, y in zip(a, b))
+
+
+def permutations(flags, count, steps):
+    """Losses per step and final weights of one process, per order of the batch."""
+    import keras
+    import numpy as np
+
+    from training.data import load_arrays
+    from training.flags import config_from_args
+    from training.recipe import build_model, compile_model, setup_runtime
+
+    config = config_from_args([*flags, "--epochs", str(steps)]).resolve()
+    x, y, _, _, names = load_arrays(config)
+    onehot = np.eye(len(names), dtype="float32")[y]
+    losses, weights = [], []
+    for k in range(count):
+        keras.backend.clear_session()
+        setup_runtime(config)
+        model = build_model(config, len(names))
+        compile_model(model, config, steps_per_epoch=1)  # one step per epoch, as the CLI run
+        curve = []
+        for step in range(steps):
+            order = np.arange(len(x)) if k == 0 else np.random.default_rng([k, step]).permutation(
+                len(x))
+            targets = {head: onehot[order] for head in model.output_names}
+            curve.append(float(model.train_on_batch(x[order], targets, return_dict=True)["loss"]))
+        losses.append(curve)
+        weights.append(model.get_weights())
+    return losses, weights
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_and_two_processes(flags, steps, workdir):
+    """`python -m training.cifar` as two processes, then as one; `(losses, weights)` of each."""
+    import keras
+
+    import keras_googlenet  # noqa: F401 (registers its layers for load_model)
+
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
+        p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    base = [sys.executable, "-m", "training.cifar", *flags, "--epochs", str(steps),
+            "--name", "run"]
+    cluster = ["--strategy", "multi-worker", "--num-processes", "2",
+               "--job-addresses", f"127.0.0.1:{_free_port()}", "--runs-dir", f"{workdir}/two"]
+    procs = [subprocess.Popen([*base, *cluster, "--process-id", str(i)], env=env, cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in (0, 1)]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    one = subprocess.run([*base, "--runs-dir", f"{workdir}/one"], env=env, cwd=workdir,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
+    if any(p.returncode for p in procs) or one.returncode:
+        raise RuntimeError("a training run failed: " + " | ".join(
+            e.strip().splitlines()[-1] for e in [*errors, one.stderr] if e.strip()))
+    out = {}
+    for name in ("one", "two"):
+        run_dir = Path(workdir) / name / "run"
+        with open(run_dir / "history.csv", newline="") as f:
+            losses = [float(row["loss"]) for row in csv.DictReader(f)]
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        out[name] = (losses, model.get_weights())
+    return out
+
+
+def summarize(losses, weights):
+    """Spread of the loss per step and largest weight difference to the first run."""
+    steps = list(zip(*losses))
+    return {
+        "loss_per_step": losses,
+        "loss_spread_per_step": [max(s) - min(s) for s in steps],
+        "loss_relative_spread_per_step": [(max(s) - min(s)) / abs(s[0]) for s in steps],
+        "max_weight_difference": max(weight_difference(weights[0], w) for w in weights[1:]),
+    }
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reduction_order",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--permutations", type=int, default=6, help="orders of the batch (>= 2)")
+    p.add_argument("--steps", type=int, default=3, help="training steps (>= 1)")
+    p.add_argument("--no-processes", dest="processes", action="store_false",
+                   help="skip the one- vs two-process training.cifar runs")
+    p.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file to write")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2 orders, 1 step, no training.cifar runs")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.permutations, args.steps, args.processes = 2, 1, False
+    if args.permutations < 2 or args.steps < 1:
+        print(f"error: --permutations must be >= 2 and --steps >= 1; got {args.permutations} "
+              f"and {args.steps}", file=sys.stderr)
+        return 2
+    import keras
+
+    if keras.backend.backend() != "jax":
+        print(f"error: run with KERAS_BACKEND=jax (the multi-process backend); current: "
+              f"{keras.backend.backend()}", file=sys.stderr)
+        return 2
+    from benchmarks.report import report
+
+    load_start = load_average()
+    results = {}
+    for network, extra in NETWORKS.items():
+        flags = [*RUN_FLAGS, *extra]
+        row = {"permutations": summarize(*permutations(flags, args.permutations, args.steps))}
+        if args.processes:
+            with tempfile.TemporaryDirectory(prefix="reduction-order-") as workdir:
+                runs = one_and_two_processes(flags, args.steps, workdir)
+            (l1, w1), (l2, w2) = runs["one"], runs["two"]
+            row["processes"] = {
+                "loss_one": l1, "loss_two": l2,
+                "loss_relative_difference_per_step": [abs(b - a) / abs(a) for a, b in zip(l1, l2)],
+                "max_weight_difference": weight_difference(w1, w2),
+            }
+        results[network] = row
+    settings = {**vars(args), "run_flags": RUN_FLAGS}
+    doc = report("reduction_order", settings, results, load_start=load_start, extra={
+        "timing": "none: losses and weights, not speed",
+        "weight_difference": "max over tensors of max|a - b| / max(max|a|, 1e-3)"})
+    atomic_write_json(args.output, doc)
+    print("| network | compared | loss rel. difference per step | max weight difference |")
+    print("|---|---|---|---:|")
+    for network, row in results.items():
+        p = row["permutations"]
+        print(f"| {network} | {args.permutations} orders, 1 process | "
+              + ", ".join(f"{v:.1e}" for v in p["loss_relative_spread_per_step"])
+              + f" | {p['max_weight_difference']:.1e} |")
+        if "processes" in row:
+            q = row["processes"]
+            print(f"| {network} | 1 vs 2 processes | "
+                  + ", ".join(f"{v:.1e}" for v in q["loss_relative_difference_per_step"])
+                  + f" | {q['max_weight_difference']:.1e} |")
+    print(f"\nLoad average {load_start} -> {doc['load_average']['end']}; wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
