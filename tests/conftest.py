@@ -43,8 +43,10 @@ def pytest_configure(config):
 
 #: The longest test files (minutes each), started first: with two xdist workers
 #: (setup.cfg) a long file started last would leave one worker idle at the end.
-LONG_FILES = ("test_backends.py", "test_training_smoke.py", "test_export_mediapipe.py",
-              "test_benchmarks.py", "test_export_cli.py", "test_pretrained.py")
+LONG_FILES = ("test_distributed_runs.py", "test_backends.py", "test_training_smoke.py",
+              "test_multi_worker_benchmarks.py", "test_export_mediapipe.py",
+              "test_benchmarks.py", "test_distributed.py", "test_export_cli.py",
+              "test_pretrained.py")
 
 
 def pytest_collection_modifyitems(config, items):

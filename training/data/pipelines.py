@@ -89,7 +89,7 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
         DataError: If the data cannot be read or is too small for the batch
             size (on every process, if any one process cannot read its share).
     """
-    index, count = shard
+    count = shard[1]
     if config.batch_size % replicas:
         raise DataError(
             f"--batch-size {config.batch_size} must be a multiple of the {replicas} devices"
