@@ -14,7 +14,6 @@ seeded random generator, raw-pixel images, a small image folder, and an
 environment that hides TensorFlow (to check the JAX/PyTorch paths).
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -98,13 +97,9 @@ def image_folder(tmp_path):
 @pytest.fixture
 def no_tensorflow_env(tmp_path):
     """Environment variables for a subprocess in which TensorFlow is not importable."""
-    from training_helpers import NO_TENSORFLOW_SITECUSTOMIZE
+    from training_helpers import no_tensorflow_env as hidden
 
-    hide = tmp_path / "hide_tensorflow"
-    hide.mkdir()
-    (hide / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
-    path = os.pathsep.join(p for p in (str(hide), str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path)
+    return hidden(tmp_path / "hide_tensorflow")
 
 
 @pytest.fixture(autouse=True)

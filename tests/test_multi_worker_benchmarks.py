@@ -4,12 +4,11 @@ the timed all-reduce), `scaling_model` on its output, `reduction_order --quick`.
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import pytest
-from training_helpers import REPO
+from training_helpers import REPO, no_tensorflow_env
 
 from benchmarks import scaling_model
 
@@ -17,11 +16,7 @@ from benchmarks import scaling_model
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multi-worker-bench")
-    no_tf = tmp / "no_tensorflow"
-    (no_tf / "tensorflow").mkdir(parents=True)
-    (no_tf / "tensorflow" / "__init__.py").write_text(
-        "raise ImportError('TensorFlow is hidden by tests/test_multi_worker_benchmarks.py')\n")
-    env = dict(os.environ, PYTHONPATH=f"{no_tf}{os.pathsep}{REPO}", KERAS_BACKEND="jax",
+    env = dict(no_tensorflow_env(tmp / "hide_tensorflow"), KERAS_BACKEND="jax",
                TF_CPP_MIN_LOG_LEVEL="2")
     throughput = tmp / "throughput.json"
     commands = [

@@ -51,6 +51,15 @@ sys.meta_path[:] = [_Hide(finder) for finder in sys.meta_path]
 '''
 
 
+def no_tensorflow_env(folder):
+    """Environment variables for a subprocess in which TensorFlow is not importable
+    (`NO_TENSORFLOW_SITECUSTOMIZE`, written into `folder`), the repository on its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(folder), str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 def make_image_folder(root, split="train", classes=CLASSES, per_class=10, size=20, fmt="png",
                       seed=0):
     """Writes `root/split/<class>/<i>.<fmt>` images whose colour depends on the class."""
