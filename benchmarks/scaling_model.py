@@ -64,7 +64,8 @@ def ring_seconds(participants, nbytes, bandwidth, latency):
 
 
 def allreduce_seconds(machines, nbytes, network):
-    """All-reduce time over `machines` x 8 GPUs (`network`: a `LINKS` key between machines)."""
+    """All-reduce time over `machines` x 8 GPUs (`network`: a `LINKS` key between machines;
+    one machine: NVLink only)."""
     intra = ring_seconds(GPUS_PER_MACHINE, nbytes, *LINKS[NVLINK])
     return intra + ring_seconds(machines, nbytes, *LINKS[network])
 
@@ -87,8 +88,7 @@ def scaling_table(parameters):
         for m in (2, 4) for net in ("100 Gb/s network", "400 Gb/s network")]
     rows = []
     for label, machines, network in layouts:
-        t = allreduce_seconds(machines, nbytes, network) if machines > 1 else \
-            ring_seconds(GPUS_PER_MACHINE, nbytes, *LINKS[NVLINK])
+        t = allreduce_seconds(machines, nbytes, network)
         rows.append({
             "layout": label, "gpus": machines * GPUS_PER_MACHINE,
             "gradient_bytes": nbytes, "allreduce_ms": 1000 * t,
@@ -101,7 +101,8 @@ def scaling_table(parameters):
 
 
 def measured(throughput):
-    """The loopback figures of `benchmarks.train_throughput --processes 1,2`."""
+    """The loopback figures of `benchmarks.train_throughput --processes 1,2`: each
+    two-process setting with the one-process setting of the same network and batch."""
     rows = [r for r in throughput["results"] if r.get("status") == "ok"]
     one = [r for r in rows if r.get("processes", 1) == 1]
     two = [r for r in rows if r.get("processes", 1) == 2]
@@ -109,13 +110,15 @@ def measured(throughput):
     for r in two:
         peer = next((o for o in one if all(o[k] == r[k] for k in
                                            ("width", "batch_size", "stem", "image_size"))), None)
+        if peer is None:
+            continue
         [own] = [a for a in r["allreduce"] if a["values"] == r["gradient_values"]]
         step = r["step_time_s"]
         out.append({
             "setting": r["label"],
-            "images_per_second_one_process": peer and peer["images_per_second"],
+            "images_per_second_one_process": peer["images_per_second"],
             "images_per_second_two_processes": r["images_per_second"],
-            "two_vs_one": peer and r["images_per_second"] / peer["images_per_second"],
+            "two_vs_one": r["images_per_second"] / peer["images_per_second"],
             "step_ms_two_processes": 1000 * step,
             "allreduce": r["allreduce"],
             "gradient_allreduce_ms": 1000 * own["seconds"],

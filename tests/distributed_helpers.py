@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 from training_helpers import REPO
 
@@ -32,9 +33,16 @@ def cluster(args, *, init_timeout=120):
             "--init-timeout", str(init_timeout)]
 
 
+#: JAX's persistent compilation cache, shared by the tests' processes: every
+#: process of these runs compiles the same few training programs (about 20% of
+#: a start-up on a 2-core machine; most of the rest is JAX checking, variable by
+#: variable, that every process built the same weights).
+JAX_CACHE = os.path.join(tempfile.gettempdir(), f"keras-googlenet-tests-jax-cache-{os.getuid()}")
+
+
 def start(args, tmp_path, backend="jax"):
     """`python -m training.cifar ARGS` in `tmp_path`, its output captured."""
-    env = dict(os.environ, KERAS_BACKEND=backend,
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_COMPILATION_CACHE_DIR=JAX_CACHE,
                PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     return subprocess.Popen([sys.executable, "-m", "training.cifar", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

