@@ -34,9 +34,8 @@ def cluster(args, *, init_timeout=120):
 
 
 #: JAX's persistent compilation cache, shared by the tests' processes: every
-#: process of these runs compiles the same few training programs (about 20% of
-#: a start-up on a 2-core machine; most of the rest is JAX checking, variable by
-#: variable, that every process built the same weights).
+#: process of these runs compiles the same few training programs (it saves about
+#: 20% of a start-up on a 2-core machine; most of the rest is building the model).
 JAX_CACHE = os.path.join(tempfile.gettempdir(), f"keras-googlenet-tests-jax-cache-{os.getuid()}")
 
 
