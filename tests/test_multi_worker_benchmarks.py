@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from distributed_helpers import JAX_CACHE_ENV
 from training_helpers import REPO, no_tensorflow_env
 
 from benchmarks import scaling_model
@@ -17,7 +18,7 @@ from benchmarks import scaling_model
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multi-worker-bench")
     env = dict(no_tensorflow_env(tmp / "hide_tensorflow"), KERAS_BACKEND="jax",
-               TF_CPP_MIN_LOG_LEVEL="2")
+               TF_CPP_MIN_LOG_LEVEL="2", **JAX_CACHE_ENV)
     throughput = tmp / "throughput.json"
     commands = [
         ["benchmarks.train_throughput", "--backends", "jax", "--jit", "on", "--processes", "1,2",
