@@ -16,7 +16,7 @@ import keras_googlenet as kg
 from training.callbacks import AtomicBackupAndRestore
 from training.cifar import config_from_args, main
 from training.config import TrainConfig
-from training.recipe import build_schedule, run_phases
+from training.recipe import build_schedule, run_phases, set_trainable, trainable_parameters
 from training.run import read_history
 
 pytestmark = pytest.mark.backends("tensorflow")
@@ -234,6 +234,23 @@ def test_phase_schedules(tmp_path):
     assert TrainConfig(weights=config.weights, stem="imagenet", image_size=64, epochs=100,
                        freeze_epochs=10).resolve().warmup_epochs == 0.5
     assert [p.name for p in run_phases(TrainConfig().resolve())] == ["all"]
+
+
+def test_counting_a_phases_parameters_leaves_the_layers_as_they_were(tmp_path):
+    """`trainable_parameters` counts what `set_trainable` would train, and
+    changes no layer's `trainable` flag."""
+    (tmp_path / "w.pth").touch()
+    config = TrainConfig(weights=str(tmp_path / "w.pth"), stem="imagenet", image_size=64, epochs=3,
+                         freeze_epochs=1).resolve()
+    model = kg.GoogLeNet(input_shape=(64, 64, 3), classes=5, width=0.125)
+    model.get_layer("inception_3a").trainable = False  # a flag of the caller's own
+    flags = [layer.trainable for layer in model.layers]
+    counts = {p.name: trainable_parameters(model, p) for p in run_phases(config)}
+    assert [layer.trainable for layer in model.layers] == flags
+    for phase in run_phases(config):
+        set_trainable(model, phase)
+        assert counts[phase.name] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert 0 < counts["frozen"] < counts["unfrozen"]
 
 
 @pytest.mark.parametrize("extra, status, message", [

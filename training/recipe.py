@@ -174,9 +174,15 @@ def set_trainable(model, phase):
 
 
 def trainable_parameters(model, phase):
-    """Number of parameters that train in `phase` (leaves `model` set for it)."""
+    """Number of parameters that train in `phase`; `model`'s layers keep the
+    `trainable` flags they had."""
+    before = [layer.trainable for layer in model.layers]
     set_trainable(model, phase)
-    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    try:
+        return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    finally:
+        for layer, trainable in zip(model.layers, before):
+            layer.trainable = trainable
 
 
 def enter_phase(model, config, steps_per_epoch, phase):
