@@ -178,8 +178,6 @@ TWO = dict(strategy="multi-worker", num_processes=2, process_id=1, job_addresses
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(TWO, tta_flip=True), "--tta-flip must be off with --strategy multi-worker"),
-    (dict(TWO, ema=True), "--ema must be off with --strategy multi-worker"),
     (dict(TWO, process_id=2), "--process-id must be in [0, --num-processes) = [0, 2); got 2"),
     (dict(TWO, job_addresses="127.0.0.1"), "--job-addresses must be HOST:PORT of process 0"),
     (dict(strategy="none", num_processes=2), "--num-processes needs --strategy multi-worker"),

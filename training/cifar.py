@@ -196,7 +196,7 @@ def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
         load_pretrained(model, config.weights)
     start_run_folder(config, state, data.class_names, config.model_config(num_classes))
     data = fan_out_datasets(data, model.output_names)
-    callbacks = _callbacks(config, data, backup, history, started, extra_callbacks)
+    callbacks = _callbacks(config, data, backup, history, started, extra_callbacks, scope)
 
     print(f"Run {config.name}: {data.num_train} training / {data.num_val} held-out images "
           f"({data.val_source}), {len(data.class_names)} classes, {keras.backend.backend()} "
@@ -298,8 +298,8 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
 
     run_dir = Path(config.run_dir)
     phases = _fit_phases(model, config, data, callbacks, scope)
-    from training.evaluation import accuracy, predict_probabilities, selection_metric
-    from training.evaluation import unalias_ema_weights
+    from training.evaluation import (flip_tta_model, heldout_accuracies, selection_metric,
+                                     unalias_ema_weights)
 
     # With --ema, fit() has swapped the averaged weights in (finalize_variable_values).
     if config.ema:
@@ -307,9 +307,10 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
     final = model.evaluate(data.val, return_dict=True, verbose=0)
     tta = None
     if config.tta_flip:
-        x_val, y_val, w_val = data.val_arrays
-        probabilities = predict_probabilities(model, x_val, config.batch_size, tta_flip=True)
-        tta = {h: _f32(accuracy(p, y_val, w_val)) for h, p in probabilities.items()}
+        with scope:
+            tta_model = flip_tta_model(model)
+        tta = {h: _f32(a) for h, a in
+               heldout_accuracies(tta_model, data.val, list(model.output_names)).items()}
     atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,
@@ -370,14 +371,14 @@ def _f32(value):
     return float(f"{float(value):.7g}")
 
 
-def _callbacks(config, data, backup, history, started, extra=()):
+def _callbacks(config, data, backup, history, started, extra=(), scope=None):
     """The callbacks of `model.fit`, in the order they must run (`extra` last
     but the backup).
 
     `history` holds the rows of the epochs the backup covers (the later ones
     are redone): the best checkpoint is only replaced by a better epoch, and
     the run's wall time continues from theirs. `started`: this session's start
-    (`time.time()`).
+    (`time.time()`); `scope`: `setup_runtime`'s.
     """
     import keras
 
@@ -395,8 +396,8 @@ def _callbacks(config, data, backup, history, started, extra=()):
                    elapsed_before=elapsed_seconds(history)[-1] if history else 0.0),
     ]
     if config.tta_flip or config.ema:  # before the checkpoint and the loggers
-        callbacks.append(HeldOutEvaluation(data.val_arrays, config.batch_size,
-                                           tta_flip=config.tta_flip, ema=config.ema))
+        callbacks.append(HeldOutEvaluation(data.val, tta_flip=config.tta_flip, ema=config.ema,
+                                           scope=scope))
     callbacks += [
         AtomicModelCheckpoint(
             str(run_dir / "best.keras"),

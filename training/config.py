@@ -470,11 +470,6 @@ def _process_checks(config):
         ("--job-addresses", config.job_addresses, well_formed and len(addresses) in (1, n),
          "HOST:PORT of process 0, or the comma-separated HOST:PORT of all --num-processes "
          "processes (process 0 first)"),
-        # Their per-epoch evaluations call model.predict, whose outputs span the
-        # other processes' devices (JAX cannot fetch them): not supported yet.
-        *((flag, value, not value, "off with --strategy multi-worker (its held-out evaluation "
-           "uses model.predict, which cannot gather outputs across processes)")
-          for flag, value in (("--tta-flip", config.tta_flip), ("--ema", config.ema))),
     ]
 
 

@@ -4,19 +4,27 @@ Keras's validation (`val_<head>_accuracy`) evaluates the model's current
 weights on the plain images. `HeldOutEvaluation` adds, every epoch:
 
 - with `--tta-flip`, `val_<head>_accuracy_tta`: the accuracy of the mean of the
-  softmax probabilities on each image and its left-right mirror
-  (`predict_probabilities`);
+  softmax probabilities on each image and its left-right mirror, computed by
+  `flip_tta_model`, a model that shares the trained model's layers;
 - with `--ema`, `val_<head>_accuracy_ema` (and `..._ema_tta` with both): the same
   with the optimizer's exponential moving average of the weights swapped in
   (`keras.callbacks.SwapEMAWeights`), the weights `--ema` makes final.
 
+Every figure is a `model.evaluate` over the held-out batches that Keras's own
+validation reads, with the same weighted accuracy metric. So the zero-weight
+padding of multi-device runs does not count, and under `--strategy
+multi-worker` each process evaluates its share while Keras sums the metric
+over all of them: every held-out image counts once. (`model.predict` cannot
+serve here: its outputs span the other processes' devices.)
+
 Only the trainable weights are averaged (Keras's optimizer EMA); BatchNorm's
-moving statistics stay those of the raw weights. Pure Keras and numpy: runs on
-every backend and with either input pipeline.
+moving statistics stay those of the raw weights. Pure Keras: runs on every
+backend and with either input pipeline.
 """
 
+import contextlib
+
 import keras
-import numpy as np
 
 from keras_googlenet.architecture import MAIN_HEAD
 
@@ -31,47 +39,57 @@ def selection_metric(config):
     return f"val_{MAIN_HEAD}_accuracy" + (TTA_SUFFIX if config.tta_flip else "")
 
 
-def softmax(logits):
-    """Softmax over the last axis, in float64 numpy."""
-    z = np.asarray(logits, dtype="float64")
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
+def flip_tta_model(model):
+    """A model whose outputs are, per head of `model`, the mean of the softmax
+    probabilities on the images and on their left-right mirrors.
 
-
-def predict_probabilities(model, images, batch_size, tta_flip=False):
-    """Each output's class probabilities on `images`, optionally with flip TTA.
+    It calls `model` itself (no copy), so it always scores `model`'s current
+    weights, EMA ones included while they are swapped in. It is compiled for
+    `evaluate` with `model`'s `jit_compile`: a cross-entropy on probabilities
+    and the weighted accuracy `training.recipe.compile_model` reports.
 
     Args:
-        model: A model whose outputs are logits (a dict or list of them, or one).
-        images: uint8 NHWC array.
-        batch_size: Prediction batch size.
-        tta_flip: Average the probabilities on the images and their
-            left-right mirrors.
+        model: A model on NHWC images whose outputs are logits (one, or a
+            list or dict of them, named by `model.output_names`).
 
     Returns:
-        A dict `{output name: (n, classes) float64 probabilities}`.
+        A compiled `keras.Model` with one output per head, named as `model`'s.
     """
-    def run(x):
-        out = model.predict(x, batch_size=batch_size, verbose=0)
-        if isinstance(out, dict):
-            return {name: softmax(out[name]) for name in model.output_names}
-        if not isinstance(out, (list, tuple)):
-            out = [out]
-        return {name: softmax(o) for name, o in zip(model.output_names, out)}
+    heads = list(model.output_names)
+    images = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    probabilities = {head: [] for head in heads}
+    for view in (images, keras.ops.flip(images, axis=2)):  # axis 2: the width of NHWC
+        logits = model(view, training=False)
+        if not isinstance(logits, dict):
+            logits = dict(zip(heads, keras.tree.flatten(logits)))
+        for head in heads:
+            probabilities[head].append(keras.layers.Softmax(dtype="float32")(logits[head]))
+    outputs = {head: keras.layers.Average(name=head, dtype="float32")(p)
+               for head, p in probabilities.items()}
+    tta = keras.Model(images, outputs, name=f"{model.name}_flip_tta")
+    tta.compile(
+        loss={head: keras.losses.CategoricalCrossentropy(reduction="mean_with_sample_weight")
+              for head in heads},
+        weighted_metrics={head: [keras.metrics.CategoricalAccuracy(name="accuracy")]
+                          for head in heads},
+        jit_compile=getattr(model, "jit_compile", "auto"),
+    )
+    return tta
 
-    probabilities = run(images)
-    if tta_flip:
-        mirrored = run(np.ascontiguousarray(images[:, :, ::-1]))
-        probabilities = {k: (p + mirrored[k]) / 2 for k, p in probabilities.items()}
-    return probabilities
 
+def heldout_accuracies(model, val, heads):
+    """`{head: weighted accuracy}` of `model.evaluate` on `val`.
 
-def accuracy(probabilities, labels, weights=None):
-    """Weighted top-1 accuracy (zero-weight padding does not count)."""
-    correct = (np.argmax(probabilities, axis=-1) == labels).astype("float64")
-    if weights is None:
-        return float(correct.mean())
-    return float((correct * weights).sum() / weights.sum())
+    Args:
+        model: A model compiled with `CategoricalAccuracy(name="accuracy")` as a
+            weighted metric of each head (`compile_model`, `flip_tta_model`).
+        val: Held-out batches `(images, {head: one-hot labels}[, weights])`.
+        heads: The heads to report (their output names).
+    """
+    logs = model.evaluate(val, return_dict=True, verbose=0)
+    if len(heads) == 1 and "accuracy" in logs:  # Keras drops the prefix of a lone output
+        return {heads[0]: float(logs["accuracy"])}
+    return {head: float(logs[f"{head}_accuracy"]) for head in heads}
 
 
 class HeldOutEvaluation(keras.callbacks.Callback):
@@ -81,21 +99,28 @@ class HeldOutEvaluation(keras.callbacks.Callback):
     CSVLogger, TensorBoard).
 
     Args:
-        arrays: `(images, int labels, sample weights or None)` of the held-out split.
-        batch_size: Prediction batch size.
+        val: The held-out batches given to `fit` as `validation_data`.
         tta_flip: Add `val_<head>_accuracy_tta` (and `..._ema_tta` with `ema`).
         ema: Add `val_<head>_accuracy_ema` (the optimizer must have `use_ema=True`).
+        scope: The context the model was built in (`setup_runtime`'s scope,
+            a `tf.distribute` strategy's under `--strategy mirrored`); the TTA
+            model is built and compiled inside it.
     """
 
-    def __init__(self, arrays, batch_size, *, tta_flip, ema):
+    def __init__(self, val, *, tta_flip, ema, scope=None):
         super().__init__()
-        self.images, self.labels, self.weights = arrays
-        self.batch_size, self.tta_flip, self.ema = batch_size, tta_flip, ema
+        self.val, self.tta_flip, self.ema = val, tta_flip, ema
+        self.scope = scope if scope is not None else contextlib.nullcontext()
+        self._tta = None
 
     def _log(self, logs, suffix, tta):
-        probabilities = predict_probabilities(self.model, self.images, self.batch_size, tta)
-        for head, p in probabilities.items():
-            logs[f"val_{head}_accuracy{suffix}"] = accuracy(p, self.labels, self.weights)
+        heads = list(self.model.output_names)
+        if tta and self._tta is None:
+            with self.scope:
+                self._tta = flip_tta_model(self.model)
+        accuracies = heldout_accuracies(self._tta if tta else self.model, self.val, heads)
+        for head, value in accuracies.items():
+            logs[f"val_{head}_accuracy{suffix}"] = value
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -125,7 +150,5 @@ def unalias_ema_weights(model):
     saving `model.keras` fails ("Array has been deleted"). A copy breaks the
     sharing; on the other backends it is a no-op in effect.
     """
-    import keras
-
     for variable in model.trainable_variables:
         variable.assign(keras.ops.copy(variable.value))

@@ -39,8 +39,6 @@ class Datasets:
         val_source: Where the held-out split comes from, in words.
         pipeline: `"tf.data"` or `"numpy"`.
         skipped_files: Unreadable files skipped (with `skip_bad_images`).
-        val_arrays: The held-out split as arrays, `(images, int labels, sample
-            weights or None)`, padded like `val` (for `training.evaluation`).
         share: `(training, held-out)` examples this process feeds (all of them
             in a single process; without the padding).
     """
@@ -54,7 +52,6 @@ class Datasets:
     val_source: str
     pipeline: str
     skipped_files: list = dataclasses.field(default_factory=list)
-    val_arrays: tuple = None
     share: tuple = None
 
 
@@ -139,7 +136,6 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
         val_source=a.val_source,
         pipeline=config.pipeline,
         skipped_files=a.skipped_files,
-        val_arrays=(x_val, y_val, w_val),
         share=(len(x_train), len(a.x_val)),
     )
 
