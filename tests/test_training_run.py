@@ -409,7 +409,8 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=10)  # 3 held-out images: odd
-    args = _args(tmp_path, "mirrored", data, "--epochs", "1", "--strategy", "mirrored")
+    args = _args(tmp_path, "mirrored", data, "--epochs", "1", "--strategy", "mirrored",
+                 "--tta-flip", "--ema")  # their evaluations run under the strategy too
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -419,6 +420,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert results["devices"] == 2
     accuracy, _, _ = _evaluate(run / "model.keras", run / "config.json")
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
+    assert 0 <= results["val_accuracy_tta"]["main"] <= 1 and results["final_weights"] == "ema"
     assert (tmp_path / "saved" / "mirrored" / "saved_model.pb").exists()
 
 
