@@ -66,12 +66,12 @@ def _assert_heldout_figures_cover_the_whole_split(run):
     compile_model(model, config, data.steps_per_epoch)
     data = fan_out_datasets(data, model.output_names)
     heads = list(model.output_names)
-    plain = heldout_accuracies(model, data.val, heads)
+    plain = heldout_accuracies(model, data.val)
     # Accuracies over 6 images of random labels are coarse (mostly 0): the loss of
     # the same evaluate over the same batches shows they span all 6 images.
     logs = model.evaluate(data.val, return_dict=True, verbose=0)
     assert results["val_loss"]["main"] == pytest.approx(logs["main_loss"], rel=1e-4)
-    tta = heldout_accuracies(flip_tta_model(model), data.val, heads)
+    tta = heldout_accuracies(flip_tta_model(model), data.val)
     for head in heads:  # 6 images: any other share of them would be off by 1/6 or more
         assert results["val_accuracy"][head] == pytest.approx(plain[head], abs=1e-6), head
         assert results["val_accuracy_tta"][head] == pytest.approx(tta[head], abs=1e-6), head

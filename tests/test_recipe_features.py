@@ -108,13 +108,13 @@ def test_flip_tta_is_the_mean_of_the_two_predictions_and_its_accuracy_is_weighte
     onehot = np.eye(10, dtype="float32")[labels]
     val = tf.data.Dataset.from_tensor_slices(
         (x, {h: onehot for h in model.output_names}, weights)).batch(5)
-    got = heldout_accuracies(tta, val, model.output_names)
+    got = heldout_accuracies(tta, val)
     for head in model.output_names:
         correct = np.argmax(predicted[head], axis=-1) == labels
         assert got[head] == pytest.approx(correct[:8].mean(), abs=1e-6)
     assert got["main"] == pytest.approx(5 / 8, abs=1e-6)
     plain = np.argmax(keras.ops.convert_to_numpy(outputs["main"]), axis=-1) == labels
-    assert heldout_accuracies(model, val, model.output_names)["main"] == pytest.approx(
+    assert heldout_accuracies(model, val)["main"] == pytest.approx(
         plain[:8].mean(), abs=1e-6)
 
 

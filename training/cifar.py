@@ -298,19 +298,16 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
 
     run_dir = Path(config.run_dir)
     phases = _fit_phases(model, config, data, callbacks, scope)
-    from training.evaluation import (flip_tta_model, heldout_accuracies, selection_metric,
-                                     unalias_ema_weights)
+    from training.evaluation import HeldOutEvaluation, selection_metric, unalias_ema_weights
 
     # With --ema, fit() has swapped the averaged weights in (finalize_variable_values).
     if config.ema:
         unalias_ema_weights(model)
     final = model.evaluate(data.val, return_dict=True, verbose=0)
     tta = None
-    if config.tta_flip:
-        with scope:
-            tta_model = flip_tta_model(model)
-        tta = {h: _f32(a) for h, a in
-               heldout_accuracies(tta_model, data.val, list(model.output_names)).items()}
+    if config.tta_flip:  # the per-epoch evaluation's TTA model, on the final weights
+        [evaluation] = [c for c in callbacks if isinstance(c, HeldOutEvaluation)]
+        tta = {h: _f32(a) for h, a in evaluation.accuracies(tta=True).items()}
     atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,

@@ -77,15 +77,16 @@ def flip_tta_model(model):
     return tta
 
 
-def heldout_accuracies(model, val, heads):
-    """`{head: weighted accuracy}` of `model.evaluate` on `val`.
+def heldout_accuracies(model, val):
+    """`{head: weighted accuracy}` of `model.evaluate` on `val`, for every
+    output of `model`.
 
     Args:
         model: A model compiled with `CategoricalAccuracy(name="accuracy")` as a
             weighted metric of each head (`compile_model`, `flip_tta_model`).
         val: Held-out batches `(images, {head: one-hot labels}[, weights])`.
-        heads: The heads to report (their output names).
     """
+    heads = list(model.output_names)
     logs = model.evaluate(val, return_dict=True, verbose=0)
     if len(heads) == 1 and "accuracy" in logs:  # Keras drops the prefix of a lone output
         return {heads[0]: float(logs["accuracy"])}
@@ -113,13 +114,16 @@ class HeldOutEvaluation(keras.callbacks.Callback):
         self.scope = scope if scope is not None else contextlib.nullcontext()
         self._tta = None
 
-    def _log(self, logs, suffix, tta):
-        heads = list(self.model.output_names)
+    def accuracies(self, tta):
+        """`{head: accuracy}` of the model's current weights on the held-out
+        batches, with flip TTA if `tta` (its model is built once, on first use)."""
         if tta and self._tta is None:
             with self.scope:
                 self._tta = flip_tta_model(self.model)
-        accuracies = heldout_accuracies(self._tta if tta else self.model, self.val, heads)
-        for head, value in accuracies.items():
+        return heldout_accuracies(self._tta if tta else self.model, self.val)
+
+    def _log(self, logs, suffix, tta):
+        for head, value in self.accuracies(tta).items():
             logs[f"val_{head}_accuracy{suffix}"] = value
 
     def on_epoch_end(self, epoch, logs=None):
