@@ -24,6 +24,7 @@ This module imports no framework: a worker only loads the framework its case use
 import json
 import os
 import queue
+import socket
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,13 @@ class _Worker:
         self.log.close()
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on (for a coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class _ProcessGroup:
     """The worker processes of one case run over several processes (`processes` > 1,
     `--strategy multi-worker` on 127.0.0.1), driven like one `_Worker`: each
@@ -108,11 +116,7 @@ class _ProcessGroup:
     is the case's (its images/s are those of the global batch)."""
 
     def __init__(self, case):
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            address = f"127.0.0.1:{s.getsockname()[1]}"
+        address = f"127.0.0.1:{free_port()}"
         self.case = case
         self.members = [_Worker({**case, "process_id": i, "job_addresses": address})
                         for i in range(case["processes"])]

@@ -4,12 +4,13 @@ Every subprocess runs under a timeout, on a free port, so that nothing can hang 
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 
 from training_helpers import REPO
+
+from benchmarks.workers import free_port  # noqa: F401 (the tests' too)
 
 #: A tiny run: two epochs of 64 synthetic images, global batch 16, two processes.
 TINY = ["--data", "synthetic", "--synthetic-examples", "64", "--image-size", "32",
@@ -17,13 +18,6 @@ TINY = ["--data", "synthetic", "--synthetic-examples", "64", "--image-size", "32
         "--no-export", "--verbose", "2", "--seed", "1", "--pipeline", "numpy",
         "--precision", "float32",
         "--strategy", "multi-worker", "--num-processes", "2", "--name", "two"]
-
-
-def free_port():
-    """A TCP port of 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster(args, *, init_timeout=120):

@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,8 @@ import tensorflow as tf  # noqa: E402
 
 import keras_tuner as kt  # noqa: E402
 from training_helpers import last_wins  # noqa: E402
+
+from benchmarks.workers import free_port  # noqa: E402
 
 import keras_googlenet as kg  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -392,17 +393,11 @@ def test_existing_directory_with_a_different_space(searched, capsys):
 # ---- distributed ----------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_distributed_chief_and_worker(tmp_path):
     directory = tmp_path / "s"
     argv = TINY + ["--max-trials", "2", "--directory", str(directory)]
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-           "KERASTUNER_ORACLE_PORT": str(_free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "KERASTUNER_ORACLE_PORT": str(free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     procs = {
         role: subprocess.Popen([sys.executable, "-c", DRIVER, *last_wins(argv)], cwd=REPO, text=True,
