@@ -60,7 +60,7 @@ class KerasRunner:
 
         from keras_googlenet import count_flops
         from training.distributed import initialize
-        from training.recipe import build_model, compile_model, setup_runtime
+        from training.recipe import build_model, compile_model, count_trainable, setup_runtime
 
         if keras.backend.backend() != backend:
             raise RuntimeError(f"expected Keras backend {backend}, got {keras.backend.backend()}")
@@ -99,7 +99,7 @@ class KerasRunner:
         self.fit(max(1, case["warmup_steps"]))
         self.extra_info = {}
         if case["processes"] > 1:
-            trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
+            trainable = count_trainable(self.model)
             self.extra_info["gradient_values"] = trainable
             self.extra_info["allreduce"] = [
                 time_allreduce(n) for n in sorted({trainable, *ALLREDUCE_SIZES})]

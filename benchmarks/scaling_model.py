@@ -72,12 +72,10 @@ def allreduce_seconds(machines, nbytes, network):
 
 def default_model_parameters():
     """Trainable parameters of `keras_googlenet.GoogLeNet()` (the paper's network)."""
-    import math
-
     import keras_googlenet
+    from training.recipe import count_trainable
 
-    model = keras_googlenet.GoogLeNet()
-    return sum(math.prod(w.shape) for w in model.trainable_weights)
+    return count_trainable(keras_googlenet.GoogLeNet())
 
 
 def scaling_table(parameters):

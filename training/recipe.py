@@ -173,13 +173,18 @@ def set_trainable(model, phase):
             layer.trainable = True
 
 
+def count_trainable(model):
+    """Number of trainable parameters of `model` (the values its gradients hold)."""
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
 def trainable_parameters(model, phase):
     """Number of parameters that train in `phase`; `model`'s layers keep the
     `trainable` flags they had."""
     before = [layer.trainable for layer in model.layers]
     set_trainable(model, phase)
     try:
-        return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+        return count_trainable(model)
     finally:
         for layer, trainable in zip(model.layers, before):
             layer.trainable = trainable
