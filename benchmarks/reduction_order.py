@@ -25,12 +25,12 @@ JSON document and prints a markdown table.
 import argparse
 import csv
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.workers import free_port
 from keras_googlenet.environment import load_average
 from keras_googlenet.fileio import atomic_write_json
 
@@ -85,24 +85,19 @@ def permutations(flags, count, steps):
     return losses, weights
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def one_and_two_processes(flags, steps, workdir):
-    """`python -m training.cifar` as two processes, then as one; `(losses, weights)` of each."""
+def one_and_two_processes(flags, steps, workdir, env=None):
+    """`python -m training.cifar` as two processes, then as one (with the extra
+    environment variables `env`); `{"one": (losses, weights), "two": ...}`."""
     import keras
 
     import keras_googlenet  # noqa: F401 (registers its layers for load_model)
 
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
+    env = dict(os.environ, **(env or {}), KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
         p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
     base = [sys.executable, "-m", "training.cifar", *flags, "--epochs", str(steps),
             "--name", "run"]
     cluster = ["--strategy", "multi-worker", "--num-processes", "2",
-               "--job-addresses", f"127.0.0.1:{_free_port()}", "--runs-dir", f"{workdir}/two"]
+               "--job-addresses", f"127.0.0.1:{free_port()}", "--runs-dir", f"{workdir}/two"]
     procs = [subprocess.Popen([*base, *cluster, "--process-id", str(i)], env=env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i in (0, 1)]

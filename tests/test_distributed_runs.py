@@ -12,49 +12,18 @@ import time
 
 import numpy as np
 import pytest
-from distributed_helpers import TINY, cluster, digest, finish, start, start_processes
+from distributed_helpers import JAX_CACHE_ENV, TINY, cluster, digest, finish, start_processes
 from training_helpers import last_wins
 
-#: One global batch that is the whole training set (16 examples), without
-#: augmentation or dropout, at a small learning rate: every step of a
-#: two-process run then sees the same 16 examples as the one-process run's step
-#: (8 + 8 of them, in another order), so the two compute the same function of
-#: the same data and differ only in the order of the floating-point sums.
-SAME_STEPS = last_wins([*TINY, "--synthetic-examples", "16", "--epochs", "3", "--no-augment",
-                        "--dropout", "0", "--aux-dropout", "0", "--lr", "0.01", "--name", "same"])
-
-
-def _without(args, flag):
-    """`args` without `flag` and its value."""
-    i = args.index(flag)
-    return [*args[:i], *args[i + 2:]]
-
-
-def _losses(run_dir):
-    with open(run_dir / "history.csv", newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
-
+from benchmarks.reduction_order import RUN_FLAGS, one_and_two_processes
 
 def _one_and_two_processes(tmp_path, extra):
-    """Trains `SAME_STEPS + extra` as two processes, then as one process;
-    returns `{"one": (weights, losses), "two": (weights, losses)}`."""
-    import keras
-
-    import keras_googlenet  # noqa: F401 (registers its layers for load_model)
-
-    args = last_wins([*SAME_STEPS, *extra])
-    two = start_processes(cluster([*args, "--runs-dir", str(tmp_path / "two")]), tmp_path)
-    results = finish(two, timeout=540)
-    one = last_wins([*_without(args, "--num-processes"), "--strategy", "none",
-                     "--runs-dir", str(tmp_path / "one")])
-    [(rc, _, err)] = finish([start(one, tmp_path)], timeout=300)
-    assert [r[0] for r in results] == [0, 0] and rc == 0, [r[2][-1500:] for r in results] + [err]
-    out = {}
-    for name in ("one", "two"):
-        run_dir = tmp_path / name / "same"
-        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-        out[name] = (model.get_weights(), _losses(run_dir))
-    return out
+    """The runs of `benchmarks.reduction_order` (one global batch that is the whole
+    training set of 16 examples, no augmentation or dropout, lr 0.01, 3 steps: a
+    two-process step sees the same 16 examples as the one-process step, 8 + 8 of
+    them, so the two differ only in the order of the floating-point sums), with
+    the network's `extra` flags; `{"one": (losses, weights), "two": ...}`."""
+    return one_and_two_processes([*RUN_FLAGS, *extra], 3, tmp_path, env=JAX_CACHE_ENV)
 
 
 @pytest.mark.slow
@@ -68,7 +37,7 @@ def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(tmp_pa
     differs. The training loss of every step agrees to 1e-5 (measured: 7e-8).
     """
     runs = _one_and_two_processes(tmp_path, ["--no-batch-norm"])
-    (w1, loss1), (w2, loss2) = runs["one"], runs["two"]
+    (loss1, w1), (loss2, w2) = runs["one"], runs["two"]
     assert len(w1) == len(w2) and len(loss1) == len(loss2) == 3
     for a, b in zip(w1, w2):
         scale = max(float(np.abs(a).max()), 1e-3)
@@ -90,7 +59,7 @@ def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(tmp_p
     spread them by up to 1.5e-5 and 5.2e-4, one vs two processes by 1.0e-5 and 8.7e-4.
     """
     runs = _one_and_two_processes(tmp_path, [])
-    (_, loss1), (_, loss2) = runs["one"], runs["two"]
+    (loss1, _), (loss2, _) = runs["one"], runs["two"]
     assert len(loss1) == len(loss2) == 3
     for step, (a, b, rtol) in enumerate(zip(loss1, loss2, (1e-5, 1e-3, 5e-3)), start=1):
         assert b == pytest.approx(a, rel=rtol), (step, loss1, loss2)
