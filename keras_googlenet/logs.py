@@ -74,12 +74,18 @@ def quiet_python_logging(verbose=False):
         absl_logging.set_verbosity(absl_logging.DEBUG if verbose else absl_logging.ERROR)
 
 
+#: On a failure, a native log of at most this many lines is written back whole;
+#: a longer one (a converter's op dump) is replaced by one line saying so.
+FAILURE_LINES_SHOWN = 5
+
+
 @contextlib.contextmanager
 def quiet_native_stderr(verbose=None):
     """Captures file descriptor 2 for the block; writes back all but known noise.
 
-    On an exception every captured line is written back (nothing that could
-    explain the failure is hidden). With `verbose=True` this does nothing;
+    On an exception every captured line is written back when there are at most
+    `FAILURE_LINES_SHOWN`, else one line says how many were hidden (the
+    exception says what failed). With `verbose=True` this does nothing;
     `None` follows the last `import_backend(verbose=...)` (quiet by default).
     """
     if verbose is None:
@@ -112,6 +118,11 @@ def quiet_native_stderr(verbose=None):
             text = capture.read().decode("utf-8", errors="replace")
             kept = [line for line in text.splitlines(keepends=True)
                     if failed or not is_noise(line)]
+            if failed and len(kept) > FAILURE_LINES_SHOWN:
+                # A converter's op dump runs to hundreds of lines; the exception
+                # already says what failed, in one line.
+                kept = [f"({len(kept)} lines of native log hidden; -v / --framework-logs "
+                        "shows them)\n"]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

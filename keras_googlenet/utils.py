@@ -39,6 +39,43 @@ def inference_model(model, head=MAIN_HEAD):
     return keras.Model(model.inputs, output, name=f"{model.name}_{head}")
 
 
+def float32_model(model):
+    """Returns `model` computing in float32: itself, or a float32 copy of it.
+
+    A model trained under a mixed-precision policy (`mixed_bfloat16`,
+    `mixed_float16`) keeps float32 weights but computes in 16 bits; traced
+    for export, its graph holds bf16/fp16 ops that TFLite's builtin kernels and
+    most phone accelerators do not run. Every export therefore goes through
+    this function: the copy has the same architecture with every layer's
+    dtype policy set to float32, and the same weights (which are float32
+    already, so nothing is rounded).
+
+    Args:
+        model: A functional Keras model.
+
+    Returns:
+        `model` if every layer already computes in float32, else a new model
+        with the same name, layers (by name) and weight values.
+    """
+    _check_model(model, "float32_model")
+    if all(_compute_dtype(layer) in (None, "float32") for layer in model.layers):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _compute_dtype(layer):
+    policy = getattr(layer, "dtype_policy", None)
+    return None if policy is None else policy.compute_dtype
+
+
 def count_flops(model):
     """Counts the multiply-adds of a model's convolutions and dense layers.
 

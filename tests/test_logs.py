@@ -67,6 +67,22 @@ def test_native_stderr_is_filtered_and_written_back(verbose, fail):
     assert (NOISE[1] in lines) == (verbose or fail)
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_long_native_log_of_a_failure_is_one_line_unless_verbose(verbose):
+    """A converter's op dump (hundreds of lines) does not reach the user, -v shows it."""
+    dump = "".join(f"tf.Relu(tensor<1x8x8x96xbf16>) {i}\\n" for i in range(200))
+    code = _CHILD.format(verbose=verbose, fail=True, noise=NOISE[1], kept=dump)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = out.stderr.splitlines()
+    assert out.returncode == 3 and lines[-1] == "after"
+    dumped = [line for line in lines if "xbf16" in line]
+    if verbose:
+        assert len(dumped) == 200
+    else:
+        assert dumped == [] and len(lines) == 2, lines
+        assert lines[0].startswith(f"({200 + 3} lines of native log hidden; -v")
+
+
 def test_importing_the_backend_prints_no_framework_noise():
     code = ("from keras_googlenet import logs; keras = logs.import_backend(); "
             "import keras_googlenet as kg; kg.GoogLeNet(stem='cifar', classes=2, width=0.125); "

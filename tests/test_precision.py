@@ -43,8 +43,14 @@ def test_a_resumed_auto_run_is_not_refused_for_a_missing_or_other_reason():
 
 
 @pytest.mark.backends("tensorflow")
-def test_mixed_bfloat16_run_trains_in_bf16_and_exports_float32_probabilities(tmp_path):
+def test_a_mixed_bfloat16_run_exports_float32_graphs_in_every_format(tmp_path, capsys):
+    """The default precision on a bf16 CPU: train, then the run's own SavedModel and
+    `python -m training.export` with every format, all float32 graphs."""
     import tensorflow as tf
+
+    from keras_googlenet import export as ex
+    from keras_googlenet.utils import float32_model
+    from training import export as export_cli
 
     make_image_folder(tmp_path / "data", per_class=10)
     assert main(_args(tmp_path, "bf16", *AUTO, "--precision", "mixed_bfloat16")) == 0
@@ -55,12 +61,37 @@ def test_mixed_bfloat16_run_trains_in_bf16_and_exports_float32_probabilities(tmp
     assert model.get_layer("inception_3a").variable_dtype == "float32"  # float32 weights
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
-    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("uint8")
-    served = tf.saved_model.load(str(tmp_path / "saved" / "bf16")).signatures["serving_default"]
-    probabilities = next(iter(served(tf.constant(images)).values()))
-    assert probabilities.dtype == tf.float32 and probabilities.shape == (4, len(CLASSES))
-    expected = keras.ops.softmax(model(images.astype("float32"), training=False)[-1])
-    # The export computes what the trained model computes (the same bf16 layers).
-    np.testing.assert_allclose(probabilities.numpy(), keras.ops.convert_to_numpy(expected),
-                               atol=1e-3)
-    np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1, atol=1e-3)
+    # The run's SavedModel (written at the end of training) is a float32 graph ...
+    saved = tmp_path / "saved" / "bf16"
+    graph_dtypes = {
+        attr.type
+        for f in [tf.saved_model.load(str(saved)).signatures["serving_default"].graph]
+        for op in f.get_operations() for attr in op.node_def.attr.values() if attr.type
+    }
+    assert tf.bfloat16.as_datatype_enum not in graph_dtypes
+    # ... computing the trained weights in float32: the float32 copy of the model,
+    # and within bf16 rounding of the bf16 model itself.
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype("uint8")
+    served = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    probabilities = next(iter(served(tf.constant(images)).values())).numpy()
+    assert probabilities.dtype == np.float32 and probabilities.shape == (8, len(CLASSES))
+    copy = float32_model(model)
+    assert {layer.compute_dtype for layer in copy.layers if layer.weights} == {"float32"}
+    as_float32 = keras.ops.softmax(copy(images.astype("float32"), training=False)[-1])
+    np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(as_float32), atol=1e-5)
+    as_bf16 = keras.ops.softmax(model(images.astype("float32"), training=False)[-1])
+    np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(as_bf16), atol=0.05)
+
+    # Every TFLite format converts with builtin ops only, from the run folder as a user would.
+    capsys.readouterr()
+    assert export_cli.main([str(run), "--name", "bf16-all", "--export-dir", str(tmp_path / "x"),
+                            "--repeats", "2", "--eval-samples", "32"]) == 0
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith("error")]
+    assert "xbf16>" not in out and "Flex" not in out  # no converter op dump
+    report = json.loads((tmp_path / "x" / "bf16-all" / ex.REPORT_FILE).read_text())
+    rows = {row["format"]: row for row in report["artifacts"]}
+    assert set(rows) == set(ex.FORMATS)
+    for fmt in ex.TFLITE_FORMATS:
+        assert rows[fmt]["top1_agreement"] >= 0.9, fmt
+        assert not any("bf16" in op.lower() or "flex" in op.lower() for op in rows[fmt]["ops"])

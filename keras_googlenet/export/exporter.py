@@ -33,7 +33,7 @@ from keras_googlenet.export.tflite import parse_formats, tflite_filename, tflite
 from keras_googlenet.fileio import atomic_write_bytes, atomic_write_json
 from keras_googlenet.fileio import temporary_directory_sibling
 from keras_googlenet.images import ImageError, load_image_folder
-from keras_googlenet.utils import count_flops, inference_model
+from keras_googlenet.utils import count_flops, float32_model, inference_model
 
 
 def check_exportable(model, head=MAIN_HEAD, source=None):
@@ -203,6 +203,7 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     directory = os.path.abspath(os.fspath(directory))
     check_export_destination(directory, overwrite)
     deploy, hw = check_exportable(model, head, source)
+    model = float32_model(model)  # once here, so that every artifact reuses the copy
     classes = num_classes(model, head)
     labels = resolve_labels(labels, classes)
     fields = resolve_metadata(metadata, _default_metadata(directory, head, hw, classes))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_googlenet.architecture import MAIN_HEAD
-from keras_googlenet.utils import inference_model
+from keras_googlenet.utils import float32_model, inference_model
 
 #: Name of the serving signature's input (raw RGB uint8 pixels).
 INPUT_NAME = "image"
@@ -20,6 +20,10 @@ OUTPUT_NAME = "probabilities"
 def deployment_model(model, head=MAIN_HEAD):
     """Cuts `model` after `head` and returns `(keras_model, apply_softmax)`.
 
+    The deployed model always computes in float32 (`float32_model`), whatever
+    precision `model` was trained in: TFLite's builtin kernels and the phone
+    delegates run float32 and quantized graphs, not bf16 ones.
+
     `apply_softmax` says whether the head returns logits (its activation is linear,
     `classifier_activation=None`), so the deployed graph must add a softmax; a head
     that already has a softmax is used as is.
@@ -28,7 +32,7 @@ def deployment_model(model, head=MAIN_HEAD):
         ValueError: If `head` is unknown, missing from `model`, or has an activation
             other than linear or softmax.
     """
-    deploy = inference_model(model, head)
+    deploy = inference_model(float32_model(model), head)
     layer = model.get_layer(head)
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", None)
