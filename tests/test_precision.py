@@ -1,5 +1,6 @@
 """`--precision`: auto's choice by CPU features, printed and recorded; a bf16 run end to end."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,6 +9,7 @@ import pytest
 from training_helpers import CLASSES, TINY, make_image_folder
 
 from keras_googlenet.environment import accelerator, auto_precision, cpu
+from training import precision
 from training.cifar import main
 from training.config import TrainConfig
 
@@ -26,13 +28,80 @@ def test_auto_precision_is_printed_in_the_first_line_and_recorded(tmp_path, caps
     assert main(_args(tmp_path, "auto", "--no-export", *AUTO)) == 0
     first = next(line for line in capsys.readouterr().out.splitlines()
                  if line.startswith("Run auto:"))
+    saved = json.loads((tmp_path / "runs" / "auto" / "config.json").read_text())
+    assert f", {saved['precision']} ({saved['precision_reason']}), " in first
     backend, gpu = accelerator()
     policy, reason = auto_precision(backend, gpu, cpu()[1])
-    assert f", {policy} (auto: {reason}), " in first
-    saved = json.loads((tmp_path / "runs" / "auto" / "config.json").read_text())
-    assert (saved["precision"], saved["precision_reason"]) == (policy, f"auto: {reason}")
+    if policy == "mixed_bfloat16" and gpu is None:  # measured on the run's own model
+        assert "x float32" in saved["precision_reason"] and "measured" in saved["precision_reason"]
+    else:
+        assert (saved["precision"], saved["precision_reason"]) == (policy, f"auto: {reason}")
     # An explicit --precision has no reason, and its line shows just the policy.
     assert TrainConfig(precision="float32").resolve().precision_text == "float32"
+
+
+def _bf16_by_rule(tmp_path, **changes):
+    """A resolved config as auto leaves it on a CPU with bf16 units, before measuring."""
+    values = {"precision": "mixed_bfloat16", "precision_reason": "auto: CPU has avx512_bf16",
+              **changes}
+    return dataclasses.replace(
+        TrainConfig(runs_dir=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"),
+                    precision="float32").resolve(), **values)
+
+
+@pytest.mark.parametrize("float32_s, bf16_s, policy", [
+    (1.0, 0.65, "mixed_bfloat16"), (1.0, 1.45, "float32"), (1.0, 0.98, "float32"),
+    (1.05, 1.0, "mixed_bfloat16"),
+])
+def test_bf16_is_kept_only_when_measured_faster_beyond_noise(float32_s, bf16_s, policy):
+    chosen, reason = precision.decide(float32_s, bf16_s)
+    assert chosen == policy and reason.startswith("auto: ")
+    assert f"{float32_s / bf16_s:.2f}x float32" in reason
+
+
+def test_the_measurement_is_cached_per_cpu_and_network(tmp_path):
+    calls = []
+
+    def measure(config):
+        calls.append(config.width)
+        return 1.0, 1.0 / (1.5 if config.width == 0.5 else 0.8)
+
+    first = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), None, measure_fn=measure)
+    again = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), None, measure_fn=measure)
+    other = precision.calibrate(_bf16_by_rule(tmp_path, width=1.0), None, measure_fn=measure)
+    assert calls == [0.5, 1.0]  # the second run of the same network measured nothing
+    assert first.precision == again.precision == "mixed_bfloat16"
+    assert "1.50x float32" in first.precision_reason and "cached in" in again.precision_reason
+    assert other.precision == "float32" and "0.80x float32" in other.precision_reason
+    cache = json.loads((tmp_path / "cache" / precision.CACHE_FILE).read_text())
+    assert len(cache) == 2 and all("avx512" in key or "cpu" in key for key in cache)
+    # Not measured: an explicit precision, a GPU, a float32 choice by rule.
+    explicit = dataclasses.replace(first, precision_reason=None)
+    assert precision.calibrate(explicit, None, measure_fn=measure) is explicit
+    assert precision.calibrate(_bf16_by_rule(tmp_path), 9.0, measure_fn=measure).precision == (
+        "mixed_bfloat16")
+    assert calls == [0.5, 1.0]
+
+
+def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path):
+    started = _bf16_by_rule(tmp_path, precision="float32",
+                            precision_reason="auto: CPU has bf16 units, but ...")
+    run_dir = tmp_path / "runs" / started.name
+    run_dir.mkdir(parents=True)
+    started.save(run_dir / "config.json")
+    resumed = precision.calibrate(_bf16_by_rule(tmp_path), None,
+                                  measure_fn=lambda c: pytest.fail("measured again"))
+    assert (resumed.precision, resumed.precision_reason) == (
+        "float32", "auto: CPU has bf16 units, but ...")
+    assert resumed.resume_differences(started) == []
+
+
+@pytest.mark.backends("tensorflow")
+def test_the_measurement_times_both_precisions_of_the_run_model(tmp_path):
+    config = _bf16_by_rule(tmp_path, width=0.0625, image_size=16, batch_size=4)
+    float32_s, bf16_s = precision.measure(config, steps=1, warmup=1)
+    assert 0 < float32_s < 60 and 0 < bf16_s < 60
+    assert keras.config.dtype_policy().name == "float32"  # left as it found it
 
 
 def test_a_resumed_auto_run_is_not_refused_for_a_missing_or_other_reason():

@@ -39,13 +39,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
-from keras_googlenet.environment import tensorflow_available
+from keras_googlenet.environment import accelerator, tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
 from training.distributed import (check_same_settings, gather, initialize, is_chief,
                                   process_callbacks, process_count, process_index)
 from training.flags import build_parser, config_from_args  # noqa: F401 (the CLI's API)
+from training.precision import calibrate
 from training.run import (
     RunError,
     check_folders,
@@ -102,7 +103,7 @@ def train(config, callbacks=()):
     """
     started = time.time()
     initialize(config)  # --strategy multi-worker: before anything else uses the backend
-    config = config.resolve()
+    config = calibrate(config.resolve(), accelerator()[1])
     check_same_settings(config)
     callbacks = [*callbacks, *process_callbacks()]  # multi-worker: print the weights' digest
     if not is_chief():

@@ -55,6 +55,12 @@ _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, lzma
                 RuntimeError)
 
 
+def cache_root(cache_dir=None):
+    """The project's cache folder: `cache_dir`, else `$KERAS_GOOGLENET_CACHE`, else
+    `~/.cache/keras_googlenet` (extracted archives, precision measurements)."""
+    return Path(cache_dir or os.environ.get("KERAS_GOOGLENET_CACHE") or DEFAULT_CACHE).expanduser()
+
+
 def resolve_data_dir(path, cache_dir=None, *, max_extract_mb=DEFAULT_MAX_EXTRACT_MB,
                      max_extract_ratio=DEFAULT_MAX_EXTRACT_RATIO):
     """Turns a data folder or an archive of one into a folder holding `train/`.
@@ -98,9 +104,7 @@ def resolve_data_dir(path, cache_dir=None, *, max_extract_mb=DEFAULT_MAX_EXTRACT
         raise DataError(
             f"--data-dir must be a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive; got {path}"
         )
-    cache = Path(
-        cache_dir or os.environ.get("KERAS_GOOGLENET_CACHE") or DEFAULT_CACHE
-    ).expanduser() / "archives"
+    cache = cache_root(cache_dir) / "archives"
     info = source.stat()
     key = hashlib.sha256(
         f"{source.resolve()}|{info.st_size}|{info.st_mtime_ns}".encode()
