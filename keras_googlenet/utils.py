@@ -184,7 +184,7 @@ def _layer_flops(layer, node):
         return _positions(layer, node.output_tensors[0]) * per_position
     if isinstance(layer, (*_DEPTHWISE, *_CONV, keras.layers.Dense)):
         return _positions(layer, node.output_tensors[0]) * math.prod(layer.kernel.shape)
-    if any(len(w.shape) >= 2 for w in layer.weights):
+    if any(len(w.shape) >= 2 for w in getattr(layer, "weights", ())):  # keras.ops calls have none
         raise ValueError(
             "count_flops counts convolutions and Dense layers only, and this layer has a "
             f"weight matrix it cannot count. Received: layer {layer.name!r} "

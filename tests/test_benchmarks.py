@@ -64,6 +64,8 @@ def runs(tmp_path_factory):
         "inference_latency": ([sys.executable, "-m", "benchmarks.inference_latency", "--quick",
                                "--output", str(tmp / "latency.json")], base,
                               tmp / "latency.json"),
+        "android_peers": ([sys.executable, "-m", "benchmarks.android_peers", "--quick",
+                           "--output", str(tmp / "peers.json")], base, tmp / "peers.json"),
     }
     procs = {
         name: subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -169,6 +171,22 @@ def test_inference_latency_quick(runs):
         if r["artifact"].endswith(".tflite"):
             assert r["threads"] == 1 and _is_positive(r["size_bytes"])
     assert doc["model"]["multiply_adds_per_image"] > 0
+
+
+def test_android_peers_quick(runs):
+    code, doc, output = runs["android_peers"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "android_peers")
+    rows = {r["model"]: r for r in doc["results"]}
+    assert set(rows) == {"GoogLeNet w0.125", "MobileNetV3Small"}
+    for r in rows.values():
+        assert r["format"] == "int8" and r["full_integer"] is True, r
+        assert _is_positive(r["size_bytes"]) and _is_positive(r["latency_ms"]["1"])
+        assert isinstance(r["gpu_delegate"], bool)
+    # Our width-0.125 CIFAR network without its auxiliary heads (23,296,256 with them).
+    assert rows["GoogLeNet w0.125"]["multiply_adds"] == 23_194_880
+    assert rows["GoogLeNet w0.125"]["params"] == 96_798
+    assert "| GoogLeNet w0.125 | int8 |" in output
 
 
 # ---- in-process checks --------------------------------------------------------
@@ -310,3 +328,32 @@ def test_torch_case_precision_is_float32_or_bf16_autocast():
     assert "bf16 autocast" in case["label"]
     with pytest.raises(ValueError, match="mixed_float16"):
         normalize_case({"framework": "torch", "precision": "mixed_float16"})
+
+
+def test_run_report_finds_the_first_epoch_and_wall_time_at_each_level(tmp_path, capsys):
+    from benchmarks import run_report
+
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    rows = [(0, 0.60, 100.0, 150.0), (1, 0.86, 205.5, 160.0), (2, 0.91, 310.0, 170.0)]
+    (run / "history.csv").write_text("epoch,val_main_accuracy,elapsed_s,images_per_second\n" + "".join(
+        f"{e},{a},{t},{s}\n" for e, a, t, s in rows))
+    (run / "results.json").write_text(json.dumps(
+        {"val_accuracy": {"main": 0.91}, "num_train": 45000, "num_val": 5000}))
+    (run / "config.json").write_text(json.dumps({"precision": "mixed_bfloat16",
+                                                 "precision_reason": "auto: measured"}))
+    (run / "model_config.json").write_text("{}")
+    (run / "curves.png").write_bytes(b"png")
+    out = tmp_path / "out"
+    assert run_report.main([str(run), "--output-dir", str(out), "--command", "python -m x",
+                            "--levels", "0.85,0.9,0.95"]) == 0
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["levels"] == {"0.85": {"epoch": 2, "wall_time_s": 205.5},
+                                "0.9": {"epoch": 3, "wall_time_s": 310.0}, "0.95": None}
+    assert (report["epochs"], report["wall_time_s"], report["train_images_per_second_median"]) \
+        == (3, 310.0, 160.0)
+    assert report["precision"] == "mixed_bfloat16" and report["command"] == "python -m x"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*run_report.RUN_FILES, "lscpu.txt", "run_report.json"])
+    table = capsys.readouterr().out
+    assert "| 85% | 2 | 0:03:26 |" in table and "| 95% | not reached |" in table

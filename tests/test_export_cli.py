@@ -99,6 +99,37 @@ def test_full_export_writes_every_file(full_export):
         assert f"| {name} |" in table
 
 
+def test_each_file_is_checked_for_the_gpu_delegate_and_integer_only(full_export):
+    """TensorFlow's analyzer on every file; int8 is full-integer (uint8 in and out)."""
+    report, path, table = full_export
+    rows = {row["format"]: row for row in report["artifacts"] if row["format"] != "saved_model"}
+    for fmt, row in rows.items():
+        assert row["gpu_delegate"]["compatible"] is True and row["gpu_delegate"]["flagged"] == []
+        assert "Analyzer" in row["gpu_delegate"]["checked_by"]
+        assert row["integer"]["full_integer"] is (fmt == "int8"), fmt
+    assert rows["int8"]["integer"] == {"full_integer": True, "float_tensors": 0,
+                                       "input": "uint8", "output": "uint8"}
+    assert rows["float32"]["integer"]["float_tensors"] > 0
+    assert "| GPU delegate | full integer |" in table and "| yes | yes |" in table
+
+
+def test_the_gpu_verdict_reads_what_the_analyzer_flags(monkeypatch, tmp_path):
+    """A file with an op the GPU delegate lacks is reported as such, op named."""
+    import tensorflow as tf
+
+    from keras_googlenet.export import analysis
+
+    def analyze(model_path, gpu_compatibility):
+        print("GPU COMPATIBILITY WARNING: Not supported op CUMSUM\n"
+              "GPU COMPATIBILITY WARNING: Subgraph#0 has GPU delegate compatibility issues")
+
+    monkeypatch.setattr(tf.lite.experimental.Analyzer, "analyze", analyze)
+    verdict = analysis.gpu_compatibility(tmp_path / "m.tflite")
+    assert verdict["compatible"] is False and "Not supported op CUMSUM" in verdict["flagged"]
+    line = analysis.gpu_line("m.tflite", verdict)
+    assert "\n" not in line and "NOT fully on the GPU delegate" in line and "CUMSUM" in line
+
+
 def _held_out(run_dir):
     from training.config import TrainConfig
     from training.data import load_arrays
@@ -128,7 +159,9 @@ def test_tflite_artifact_matches_keras(full_export, run_dir, model, fmt):
     (outp,) = interpreter.get_output_details()
     assert list(inp["shape"]) == [1, SIZE, SIZE, 3]
     assert inp["dtype"] == np.uint8
-    assert inp["quantization"] == (0.0, 0)  # raw 0-255 pixels, no input scaling needed
+    # Raw 0-255 pixels, no input scaling needed: plain uint8, or for the full-integer
+    # int8 file a quantized uint8 whose scale 1 and zero point 0 mean the same.
+    assert inp["quantization"] == ((1.0, 0) if fmt == "int8" else (0.0, 0))
     assert list(outp["shape"]) == [1, 3]
     assert interpreter.get_signature_list() == {
         "serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}

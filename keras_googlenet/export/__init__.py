@@ -29,7 +29,8 @@ it is either a complete export or absent; it gets the user's default permissions
 
 One role per module: `serving` (the deployment graph and its input/output
 contract), `saved_model`, `tflite` (conversion and the builtin-ops check),
-`litert` (running `.tflite` files), `metadata` (TFLite metadata inside the
+`litert` (running `.tflite` files), `analysis` (what a `.tflite` file can run on:
+the GPU delegate analyzer's verdict, full-integer or not), `metadata` (TFLite metadata inside the
 `.tflite` files), `labels` (the files describing an export),
 `report`, `chart` (the report's picture), `exporter` (`export`, all of it with
 checks) and `errors`. To add a
@@ -57,6 +58,8 @@ _LAZY = {
     "write_labels": "labels",
     "write_model_config": "labels",
     "LiteRTClassifier": "litert",
+    "gpu_compatibility": "analysis",
+    "integer_only": "analysis",
     "METADATA_FIELDS": "metadata",
     "METADATA_NAME": "metadata",
     "embed_metadata": "metadata",
@@ -124,7 +127,9 @@ __all__ = [
     "export",
     "export_saved_model",
     "format_report",
+    "gpu_compatibility",
     "input_size",
+    "integer_only",
     "keras_probabilities",
     "model_metadata",
     "num_classes",

@@ -21,6 +21,7 @@ from keras_googlenet.export.labels import LABELS_FILE, resolve_labels, write_lab
 from keras_googlenet.export.labels import write_model_config
 from keras_googlenet.export.litert import LiteRTClassifier
 from keras_googlenet.export.metadata import embed_metadata, model_metadata, resolve_metadata
+from keras_googlenet.export.analysis import gpu_compatibility, gpu_line, integer_only
 from keras_googlenet.export.chart import write_report_chart
 from keras_googlenet.export.report import NO_METADATA_NOTE, REPORT_FILE, metadata_summary
 from keras_googlenet.export.report import add_float32_ratios, compare, environment, targets
@@ -117,16 +118,23 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
     # The batch-1 SavedModel the converter reads: beside the export, not in the
     # system temp folder, so that a kill leaves it where the next export of
     # `directory` deletes it (keras_googlenet.fileio.remove_stale_siblings).
-    batch1 = temporary_directory_sibling(directory, "batch1_")
+    # One per input type: int8 converts from the same graph with a float32 input.
+    batch1 = {}
     try:
-        write_saved_model(model, batch1, head, batch_size=1)
         for fmt in fmts:
             log(f"Converting {fmt} ...")
-            flatbuffer = convert_saved_model(batch1, fmt, calibration)
+            float_input = fmt == "int8"
+            if float_input not in batch1:
+                batch1[float_input] = temporary_directory_sibling(directory, "batch1_")
+                write_saved_model(model, batch1[float_input], head, batch_size=1,
+                                  float_input=float_input)
+            flatbuffer = convert_saved_model(batch1[float_input], fmt, calibration)
             file = tflite_filename(fmt)
             data = flatbuffer if embed is None else embed(flatbuffer)
             atomic_write_bytes(os.path.join(tmp, file), data)
             runner = LiteRTClassifier(os.path.join(tmp, file), num_threads=threads)
+            gpu = gpu_compatibility(os.path.join(tmp, file))
+            log(gpu_line(file, gpu))
             rows.append({
                 "format": fmt,
                 "file": file,
@@ -137,9 +145,12 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
                 **compare(runner.predict(sample), reference, sample_y),
                 **runner.io_contract(),
                 "ops": tflite_ops(flatbuffer),
+                "gpu_delegate": gpu,
+                "integer": integer_only(flatbuffer),
             })
     finally:
-        shutil.rmtree(batch1, ignore_errors=True)
+        for path in batch1.values():
+            shutil.rmtree(path, ignore_errors=True)
     return rows
 
 

@@ -85,12 +85,13 @@ def format_report(report):
         f"thread(s), median of {report['latency']['repeats']}.",
         "",
         "| artifact | size | vs float32 | latency (ms) | top-1 agreement | max abs prob diff"
-        + (" | accuracy |" if has_acc else " |"),
-        "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_acc else ""),
+        + (" | accuracy" if has_acc else "") + " | GPU delegate | full integer |",
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_acc else "") + "---|---|",
     ]
     if has_acc:
         lines.append(
-            f"| Keras (reference) | | | | 100.00% | 0 | {100 * report['keras']['accuracy']:.2f}% |"
+            f"| Keras (reference) | | | | 100.00% | 0 | {100 * report['keras']['accuracy']:.2f}% "
+            "| | |"
         )
     for a in report["artifacts"]:
         name = "SavedModel (TF)" if a["format"] == "saved_model" else a["file"]
@@ -101,6 +102,10 @@ def format_report(report):
         )
         if has_acc:
             row += f" {100 * a['accuracy']:.2f}% |"
+        gpu, integer = a.get("gpu_delegate"), a.get("integer")
+        row += (" |" if gpu is None else
+                f" {'yes' if gpu['compatible'] else 'no: ' + '; '.join(gpu['flagged'])} |")
+        row += " |" if integer is None else f" {'yes' if integer['full_integer'] else 'no'} |"
         lines.append(row)
     if report["targets"]:
         lines.append("")

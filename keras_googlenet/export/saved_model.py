@@ -19,10 +19,13 @@ from keras_googlenet.export.serving import (
 )
 
 
-def write_saved_model(model, directory, head=MAIN_HEAD, batch_size=None):
+def write_saved_model(model, directory, head=MAIN_HEAD, batch_size=None, float_input=False):
     """Writes the serving SavedModel of `head` into the existing (empty) `directory`.
 
     `batch_size=None` gives a dynamic batch; TFLite conversion uses `1`.
+    `float_input=True` takes the same raw 0-255 pixels as float32: the source of
+    the full-integer int8 file, whose converter then makes the input uint8
+    itself (`tflite.convert_saved_model`) with no float cast in the graph.
     """
     import tensorflow as tf
 
@@ -32,7 +35,9 @@ def write_saved_model(model, directory, head=MAIN_HEAD, batch_size=None):
     archive.add_endpoint(
         "serving_default",
         serve,
-        input_signature=[tf.TensorSpec([batch_size, h, w, 3], tf.uint8, name=INPUT_NAME)],
+        input_signature=[tf.TensorSpec([batch_size, h, w, 3],
+                                       tf.float32 if float_input else tf.uint8,
+                                       name=INPUT_NAME)],
     )
     archive.write_out(directory, verbose=False)
 

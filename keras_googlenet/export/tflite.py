@@ -61,9 +61,16 @@ def _calibrate(converter, calibration_images):
             f"{images.shape}"
         )
 
+    # The graph takes float pixels (see `convert_saved_model`); one more image,
+    # a copy of the first with a 0 and a 255, makes the input's calibrated range
+    # exactly [0, 255], so the uint8 input's scale is 1 and its zero point 0:
+    # raw pixels, as every other file takes them.
+    extremes = images[:1].copy()
+    extremes.reshape(-1)[:2] = (0, 255)
+
     def representative_dataset():
-        for image in images:
-            yield {INPUT_NAME: image[None]}
+        for image in (*images, *extremes):
+            yield {INPUT_NAME: image[None].astype(np.float32)}
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
@@ -77,10 +84,12 @@ def convert_saved_model(saved_model_dir, fmt, calibration_images=None):
 
     Args:
         saved_model_dir: A SavedModel whose `serving_default` takes
-            `image: uint8 [1, H, W, 3]` (see `convert_model`).
+            `image: uint8 [1, H, W, 3]`, or for `"int8"` the same pixels as
+            float32 (`write_saved_model(..., float_input=True)`; see `convert_model`).
         fmt: `"float32"`, `"float16"` (float16 weights), `"dynamic"` (int8
-            weights, float activations) or `"int8"` (full integer: int8 weights
-            and activations, uint8 output; calibrated on `calibration_images`).
+            weights, float activations) or `"int8"` (full integer: uint8 input
+            with scale 1 and zero point 0, int8 weights and activations, uint8
+            output, no float tensor; calibrated on `calibration_images`).
         calibration_images: uint8 array `[N, H, W, 3]` of training images, needed
             for `"int8"`.
 
@@ -125,7 +134,27 @@ def convert_saved_model(saved_model_dir, fmt, calibration_images=None):
             f"TFLite {fmt} conversion with builtin ops only failed: {one_line(e)}"
         ) from e
     check_builtin_ops(flatbuffer)
+    if fmt == "int8":
+        _check_raw_pixel_input(flatbuffer)
     return flatbuffer
+
+
+def _check_raw_pixel_input(flatbuffer):
+    """Raises ExportError unless the int8 file's input is uint8 raw pixels (scale 1, zero 0)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0).Subgraphs(0)
+    tensor = graph.Tensors(graph.Inputs(0))
+    quantization = tensor.Quantization()
+    scale = quantization.ScaleAsNumpy() if quantization is not None else None
+    zero = quantization.ZeroPointAsNumpy() if quantization is not None else None
+    if (tensor.Type() != schema.TensorType.UINT8 or scale is None or len(scale) != 1
+            or scale[0] != 1.0 or zero[0] != 0):
+        raise ExportError(
+            "The int8 file's input is not uint8 raw pixels (scale 1, zero point 0); got type "
+            f"{tensor.Type()}, scale {None if scale is None else list(scale)}, zero point "
+            f"{None if zero is None else list(zero)}."
+        )
 
 
 def convert_model(model, fmt, *, head=MAIN_HEAD, calibration_images=None):
@@ -137,7 +166,7 @@ def convert_model(model, fmt, *, head=MAIN_HEAD, calibration_images=None):
     """
     deployment_model(model, head)
     with tempfile.TemporaryDirectory(prefix="googlenet_batch1_") as tmp:
-        write_saved_model(model, tmp, head, batch_size=1)
+        write_saved_model(model, tmp, head, batch_size=1, float_input=fmt == "int8")
         return convert_saved_model(tmp, fmt, calibration_images)
 
 
