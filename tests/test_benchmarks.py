@@ -66,6 +66,9 @@ def runs(tmp_path_factory):
                               tmp / "latency.json"),
         "android_peers": ([sys.executable, "-m", "benchmarks.android_peers", "--quick",
                            "--output", str(tmp / "peers.json")], base, tmp / "peers.json"),
+        "precision_calibration": ([sys.executable, "-m", "benchmarks.precision_calibration",
+                                   "--quick", "--output", str(tmp / "calibration.json")], base,
+                                  tmp / "calibration.json"),
     }
     procs = {
         name: subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -187,6 +190,19 @@ def test_android_peers_quick(runs):
     assert rows["GoogLeNet w0.125"]["multiply_adds"] == 23_194_880
     assert rows["GoogLeNet w0.125"]["params"] == 96_798
     assert "| GoogLeNet w0.125 | int8 |" in output
+
+
+def test_precision_calibration_quick(runs):
+    code, doc, output = runs["precision_calibration"]
+    assert code == 0, output[-3000:]
+    _check_common(doc, "precision_calibration")
+    (row,) = doc["results"]
+    assert (row["stem"], row["image_size"], row["width"], row["batch_size"]) == (
+        "cifar", 16, 0.0625, 4)
+    assert _is_positive(row["float32_s_per_step"][0]) and _is_positive(row["bf16_s_per_step"][0])
+    assert row["auto_chooses"] == ("mixed_bfloat16" if row["speedup_median"] >= 1.05
+                                   else "float32")
+    assert "cifar:16:0.0625:4: bf16" in output
 
 
 # ---- in-process checks --------------------------------------------------------
