@@ -49,6 +49,8 @@ _LAZY = {
     "load_model_folder": "keras_googlenet.saving",
     "save_model_folder": "keras_googlenet.saving",
     "load_backbone_weights": "keras_googlenet.weights",
+    "PRETRAINED_WEIGHTS": "keras_googlenet.pretrained",
+    "cifar10_class_names": "keras_googlenet.pretrained",
 }
 
 
@@ -113,10 +115,12 @@ __all__ = [
     "MIN_INPUT_SIZE",
     "MODEL_CONFIG_FILE",
     "PAPER_BLOCKS",
+    "PRETRAINED_WEIGHTS",
     "STAGES",
     "STEMS",
     "TORCHVISION_OPTIONS",
     "build_model",
+    "cifar10_class_names",
     "count_flops",
     "decode_predictions",
     "imagenet_class_names",

@@ -33,7 +33,7 @@ from keras_googlenet.architecture import (
 )
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
-from keras_googlenet.weights import load_weights, resolve_options, validate_weights
+from keras_googlenet.weights import load_weights, resolve_arguments, validate_weights
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
 # Keras's 0.99, so the moving statistics track short CIFAR-scale runs; epsilon
@@ -141,14 +141,14 @@ def GoogLeNet(
     input_tensor=None,
     input_shape=None,
     pooling=None,
-    classes=1000,
+    classes=None,
     classifier_activation=None,
     aux_logits=None,
     batch_norm=True,
     dropout=0.4,
     aux_dropout=0.7,
-    stem="imagenet",
-    width=1.0,
+    stem=None,
+    width=None,
     blocks=None,
     include_preprocessing=True,
     large_branch_kernel=None,
@@ -204,11 +204,15 @@ def GoogLeNet(
             returns the `inception_5b` features (optionally pooled).
         weights: `None` (random initialisation), `"imagenet"` (torchvision's
             IMAGENET1K_V1 weights, downloaded once and cached converted in the
-            Keras cache), the path to a torchvision GoogLeNet state dict
-            (`.pth`/`.pt`; converting it needs PyTorch), or the path to a Keras
-            weights file (`.weights.h5` or `.keras`) saved from a GoogLeNet of
-            the same configuration. Pretrained weights set the architecture
-            options to `TORCHVISION_OPTIONS` and refuse arguments they cannot fit.
+            Keras cache), `"cifar10"` (this project's CIFAR-10 model, shipped in
+            the package: CIFAR stem, width 0.5, 10 classes, 32x32 input), the
+            path to a torchvision GoogLeNet state dict (`.pth`/`.pt`;
+            converting it needs PyTorch), or the path to a Keras weights file
+            (`.weights.h5` or `.keras`) saved from a GoogLeNet of the same
+            configuration. Pretrained weights choose the arguments they need
+            (`keras_googlenet.PRETRAINED_WEIGHTS[name]["arguments"]`; for
+            "imagenet" and `.pth` files torchvision's network,
+            `TORCHVISION_OPTIONS`) and refuse values they cannot fit.
         input_tensor: Optional Keras tensor (output of `keras.Input()`) to use as
             the image input.
         input_shape: Optional shape tuple, e.g. `(224, 224, 3)`. Defaults to
@@ -218,22 +222,26 @@ def GoogLeNet(
         pooling: Feature pooling when `include_top=False`: `None` (4D feature
             map), `"avg"` or `"max"` (2D). With `include_top=True` only `None`
             or `"avg"` (what the head does anyway) are accepted.
-        classes: Number of classes, at least 1.
+        classes: Number of classes, at least 1. `None`: 1000, or the
+            pretrained weights' classes.
         classifier_activation: Activation of the classifier outputs. `None`
             (default) returns logits, so losses use `from_logits=True`;
             `"softmax"` returns probabilities.
         aux_logits: Whether to add the two auxiliary classifiers after 4a and
             4d. Only used with `include_top=True`. `None` (default): True, except
-            with pretrained (`"imagenet"` or `.pth`) weights, whose released
-            auxiliary heads are untrained (as torchvision does); passing True
-            then keeps them, with a warning.
+            with pretrained weights (one output, as keras.applications models
+            have): torchvision's released auxiliary heads are untrained
+            (passing True keeps them, with a warning), and "cifar10" ships
+            without them (True is an error).
         batch_norm: BatchNorm after every convolution (default), or the 2014
             network with LRN.
         dropout: Dropout rate before the main classifier (paper: 0.4).
         aux_dropout: Dropout rate in the auxiliary heads (paper: 0.7).
         stem: `"imagenet"` (the paper's) or `"cifar"` (for 32x32 inputs).
+            `None`: "imagenet", or what the pretrained weights need.
         width: Multiplier applied to every channel count (stem, blocks, auxiliary
             heads); counts are rounded to the nearest integer, at least 1.
+            `None`: 1.0, or what the pretrained weights need.
         blocks: Table of the nine Inception blocks' channel tuples, rows in the
             order of `BLOCK_NAMES`, columns as in `BLOCK_FIELDS`. Defaults to the
             paper's Table 1 (`PAPER_BLOCKS`). `width` applies on top of it.
@@ -259,36 +267,27 @@ def GoogLeNet(
         ValueError: For any invalid argument; the message names the value received.
     """
     # ---- validate arguments -------------------------------------------------
-    # Pretrained weights choose the architecture options they need (and refuse
-    # arguments they cannot fit); otherwise the paper's values are the default.
-    options = resolve_options(
-        weights,
-        dict(include_top=include_top, classes=classes, stem=stem, batch_norm=batch_norm,
-             width=width, blocks=blocks, aux_logits=aux_logits),
-        dict(large_branch_kernel=large_branch_kernel, stage5_pool_size=stage5_pool_size,
-             stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool),
-    )
+    # Pretrained weights choose the arguments they need (and refuse values they
+    # cannot fit); otherwise unset arguments take their defaults (the paper's).
+    arguments = resolve_arguments(weights, dict(
+        include_top=include_top, classes=classes, stem=stem, batch_norm=batch_norm,
+        width=width, blocks=blocks, aux_logits=aux_logits, input_shape=input_shape,
+        large_branch_kernel=large_branch_kernel, stage5_pool_size=stage5_pool_size,
+        stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool))
     config = GoogLeNetConfig(
-        include_top=include_top,
-        input_shape=input_shape,
         pooling=pooling,
-        classes=classes,
         classifier_activation=classifier_activation,
-        batch_norm=batch_norm,
         dropout=dropout,
         aux_dropout=aux_dropout,
-        stem=stem,
-        width=width,
-        blocks=blocks,
         include_preprocessing=include_preprocessing,
         name=name,
-        **options,
+        **arguments,
     ).validate()
     # The validated values (numpy scalars converted to Python ones).
     cfg = config
     include_top, aux_logits, batch_norm = cfg.include_top, cfg.aux_logits, cfg.batch_norm
     classes, width, dropout, aux_dropout = cfg.classes, cfg.width, cfg.dropout, cfg.aux_dropout
-    include_preprocessing, input_shape = cfg.include_preprocessing, cfg.input_shape
+    include_preprocessing, input_shape, stem = cfg.include_preprocessing, cfg.input_shape, cfg.stem
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
     weights = validate_weights(weights, config)
 

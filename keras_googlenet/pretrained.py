@@ -1,17 +1,25 @@
-"""Pretrained weights: where they come from, the cache, and assigning them.
+"""Pretrained weights: the registry, where each comes from, and assigning them.
 
-`PRETRAINED_WEIGHTS` is the registry. "imagenet" is torchvision's
-`GoogLeNet_Weights.IMAGENET1K_V1` (69.778% top-1 on ImageNet according to
-torchvision; ported from the original paper's network). The first use
-downloads the `.pth` with `keras.utils.get_file` into the Keras cache
-(`~/.keras/models`, or `$KERAS_HOME/models`), checks that its SHA-256 starts
-with the prefix in its name (torchvision's own check), converts it with
-`torch_weights`, and caches the converted arrays as `.npz` beside it, so later
-calls need neither the network nor PyTorch. Every file is written atomically:
-a failure leaves nothing half-written in the cache.
+`PRETRAINED_WEIGHTS` is the registry, one entry per name, like torchvision's
+weights enums: where the weights come from, the `GoogLeNet` arguments they fix
+(`arguments`), their classes and input size, and their class names.
+
+- "imagenet" is torchvision's `GoogLeNet_Weights.IMAGENET1K_V1` (69.778% top-1
+  on ImageNet according to torchvision; ported from the original paper's
+  network). The first use downloads the `.pth` with `keras.utils.get_file`
+  into the Keras cache (`~/.keras/models`, or `$KERAS_HOME/models`), checks
+  that its SHA-256 starts with the prefix in its name (torchvision's own
+  check), converts it with `torch_weights`, and caches the converted arrays as
+  `.npz` beside it, so later calls need neither the network nor PyTorch. Every
+  file is written atomically: a failure leaves nothing half-written in the cache.
+- "cifar10" is this project's GoogLeNet trained on CIFAR-10 (CIFAR stem, width
+  0.5, 32x32; `benchmarks/results/cifar10_w05/`), shipped inside the package
+  as float16 arrays (backbone and main head; the auxiliary heads were trained
+  but are left out to keep the package small), so it loads with no network.
 """
 
 import hashlib
+import importlib.resources
 import os
 
 import numpy as np
@@ -19,16 +27,74 @@ import numpy as np
 from keras_googlenet import architecture, torch_weights
 from keras_googlenet.fileio import atomic_path
 
-#: name -> where the weights come from and what they are.
+#: The `GoogLeNet` arguments torchvision's GoogLeNet fixes (its weights need them).
+_TORCHVISION_ARGUMENTS = {"stem": "imagenet", "width": 1.0, "batch_norm": True, "blocks": None,
+                          **architecture.TORCHVISION_OPTIONS}
+
+#: name -> where the weights come from and what they are. `arguments` are the
+#: `GoogLeNet` arguments the weights fix (left unset, they take these values;
+#: set otherwise, they are an error); `classes` and `input_size` are the
+#: top's classes and the default (for the top: required) input side.
 PRETRAINED_WEIGHTS = {
     "imagenet": {
         "url": "https://download.pytorch.org/models/googlenet-1378be20.pth",
         "file_name": "googlenet-1378be20.pth",
         "sha256_prefix": "1378be20",
         "cache_name": "googlenet_imagenet_1378be20.npz",
+        "arguments": _TORCHVISION_ARGUMENTS,
         "classes": 1000,
+        "input_size": None,  # any size from 64 (trained at 224)
+        "class_names": "imagenet_classes.txt",
+        "aux_heads": "untrained",
+    },
+    "cifar10": {
+        "package_file": "data/googlenet_cifar10_w05.npz",
+        "arguments": {"stem": "cifar", "width": 0.5, "batch_norm": True, "blocks": None,
+                      **architecture.PAPER_OPTIONS},
+        "classes": 10,
+        "input_size": 32,
+        "class_names": "data/cifar10_classes.txt",
+        "aux_heads": "absent",
     },
 }
+
+
+def weights_entry(weights):
+    """The registry entry `weights` loads: its own, torchvision's for a `.pth`
+    file, or None (random initialisation or a Keras weights file)."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return None
+    text = os.fspath(weights)
+    if text in PRETRAINED_WEIGHTS:
+        return PRETRAINED_WEIGHTS[text]
+    if text.endswith(torch_weights.TORCH_SUFFIXES):
+        return {"arguments": _TORCHVISION_ARGUMENTS, "classes": None, "input_size": None,
+                "aux_heads": "untrained"}
+    return None
+
+
+def class_names(weights):
+    """The class names of the top of pretrained `weights` (a registry name), in output order.
+
+    Raises:
+        ValueError: If `weights` is not a registry name, or its file is damaged.
+    """
+    entry = PRETRAINED_WEIGHTS.get(weights) if isinstance(weights, str) else None
+    if entry is None:
+        raise ValueError(
+            f"`weights` must be one of {sorted(PRETRAINED_WEIGHTS)}. Received: weights={weights!r}")
+    text = (importlib.resources.files("keras_googlenet") / entry["class_names"]).read_text("utf-8")
+    # imagenet_classes.txt is "<wnid>\t<name>" per line; others are one name per line.
+    names = [line.split("\t")[-1] for line in text.splitlines()]
+    if len(names) != entry["classes"] or not all(names):
+        raise ValueError(f"keras_googlenet/{entry['class_names']} is damaged; reinstall the package")
+    return names
+
+
+def cifar10_class_names():
+    """The 10 CIFAR-10 class names, in the order of `GoogLeNet(weights="cifar10")`'s outputs."""
+    return class_names("cifar10")
+
 
 #: Sub-folder of the Keras cache that holds the files.
 CACHE_SUBDIR = "models"
@@ -50,6 +116,14 @@ def keras_arrays(weights):
         state = torch_weights.read_state_dict(name)
         return torch_weights.to_keras_arrays(state, name, channels_last)
     entry = PRETRAINED_WEIGHTS[name]
+    if "package_file" in entry:
+        shipped = os.fspath(importlib.resources.files("keras_googlenet") / entry["package_file"])
+        if not os.path.isfile(shipped):
+            raise ValueError(f"The weights file of weights={name!r} is missing ({shipped}); "
+                             "reinstall the package.")
+        arrays = _read_npz(shipped, shipped=True)
+        arrays = {layer: [a.astype("float32") for a in values] for layer, values in arrays.items()}
+        return arrays if channels_last else _to_channels_first(arrays)
     cached = os.path.join(cache_dir(), entry["cache_name"])
     if os.path.isfile(cached):
         arrays = _read_npz(cached)
@@ -57,27 +131,40 @@ def keras_arrays(weights):
         path = _download(name, entry)
         state = torch_weights.read_state_dict(path)
         arrays = torch_weights.to_keras_arrays(state, path, channels_last=True)
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        with atomic_path(cached) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **{f"{layer}:{i}": a for layer, values in arrays.items()
-                               for i, a in enumerate(values)})
+        write_npz(cached, arrays)
     if not channels_last:  # the cache holds channels_last arrays
         arrays = _to_channels_first(arrays)
     return arrays
 
 
-def _read_npz(path):
+def write_npz(path, arrays, dtype=None):
+    """Writes `{layer: [arrays]}` as the `.npz` that `keras_arrays` reads, atomically.
+
+    Args:
+        path: The file to write (its folder is created).
+        arrays: Layer name -> the layer's weight arrays, in `layer.weights` order.
+        dtype: Store every array in this dtype (e.g. `"float16"`), or keep theirs.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{f"{layer}:{i}": np.asarray(a, dtype) for layer, values in arrays.items()
+                           for i, a in enumerate(values)})
+
+
+def _read_npz(path, shipped=False):
     arrays = {}
     try:
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 layer, index = key.rsplit(":", 1)
                 arrays.setdefault(layer, {})[int(index)] = data[key]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        what = ("reinstall the package" if shipped
+                else "delete it to download and convert again")
         raise ValueError(
-            f"The converted weights cache {path!r} is damaged ({type(e).__name__}: {e}); "
-            "delete it to download and convert again."
+            f"The weights file {path!r} is damaged ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); {what}."
         ) from e
     return {layer: [values[i] for i in sorted(values)] for layer, values in arrays.items()}
 

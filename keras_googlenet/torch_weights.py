@@ -20,6 +20,9 @@ from keras_googlenet import architecture
 #: The `pretrained` extra that installs PyTorch, named in errors.
 PRETRAINED_EXTRA = 'pip install "keras-googlenet[pretrained]"'
 
+#: File name endings of PyTorch state dicts.
+TORCH_SUFFIXES = (".pth", ".pt")
+
 _BRANCHES = {"1x1": "branch1", "3x3_reduce": "branch2.0", "3x3": "branch2.1",
              "5x5_reduce": "branch3.0", "5x5": "branch3.1", "pool_proj": "branch4.1"}
 

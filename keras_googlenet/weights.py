@@ -2,15 +2,16 @@
 
 `weights` is one of:
     - `None`: random initialisation;
-    - `"imagenet"` (any key of `pretrained.PRETRAINED_WEIGHTS`): torchvision's
-      published weights, downloaded once and cached converted;
+    - a key of `pretrained.PRETRAINED_WEIGHTS`: `"imagenet"` (torchvision's
+      published weights, downloaded once and cached converted) or `"cifar10"`
+      (shipped in the package);
     - a path to a torchvision GoogLeNet state dict (`.pth` / `.pt`);
     - a path to a Keras weights file (`.weights.h5` / `.keras`) saved from a
       GoogLeNet of the same configuration (a `model_config.json` beside it is
       checked against the requested one).
 
-The first two kinds are "pretrained": they need torchvision's variant of the
-network (`architecture.TORCHVISION_OPTIONS`), which `resolve_options` chooses.
+The first three kinds are "pretrained": their registry entry fixes the
+arguments they need (`resolve_arguments` fills and checks them).
 """
 
 import os
@@ -18,70 +19,83 @@ import warnings
 
 from keras_googlenet import architecture, pretrained
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.torch_weights import TORCH_SUFFIXES
 
 KERAS_SUFFIXES = (".weights.h5", ".keras")
-TORCH_SUFFIXES = (".pth", ".pt")
+
+#: What the arguments `resolve_arguments` fills mean when left unset (`None`)
+#: without pretrained weights.
+DEFAULT_ARGUMENTS = {"stem": "imagenet", "width": 1.0, "blocks": None, "classes": 1000,
+                     **architecture.PAPER_OPTIONS}
 
 
 def is_pretrained(weights):
-    """Whether `weights` names torchvision weights (a registry key or a .pth path)."""
-    if not isinstance(weights, (str, os.PathLike)):
-        return False
-    text = os.fspath(weights)
-    return text in pretrained.PRETRAINED_WEIGHTS or text.endswith(TORCH_SUFFIXES)
+    """Whether `weights` names pretrained weights (a registry key or a .pth path)."""
+    return pretrained.weights_entry(weights) is not None
 
 
-def resolve_options(weights, arguments, options):
-    """The architecture options and `aux_logits` for `GoogLeNet`'s arguments.
+def resolve_arguments(weights, arguments):
+    """`GoogLeNet`'s arguments with the unset ones filled in, checked against `weights`.
 
     Args:
         weights: `GoogLeNet`'s `weights` argument.
-        arguments: The other arguments pretrained weights constrain
-            (include_top, classes, stem, batch_norm, width, blocks, aux_logits).
-        options: The `ARCHITECTURE_OPTIONS` arguments as given (`None`: default).
+        arguments: The arguments pretrained weights may fix, `None` where unset:
+            the keys of `DEFAULT_ARGUMENTS`, plus `batch_norm`, `include_top`,
+            `aux_logits` and `input_shape`.
 
     Returns:
-        A dict with every architecture option and `aux_logits` resolved.
+        `arguments` with every `None` of `DEFAULT_ARGUMENTS` and `aux_logits`
+        resolved (and `input_shape` for weights with an input size).
 
     Raises:
         ValueError: If pretrained weights are asked for with an argument they
             cannot fit; the message names it.
     """
-    if not is_pretrained(weights):
-        resolved = {k: architecture.PAPER_OPTIONS[k] if v is None else v
-                    for k, v in options.items()}
-        aux = arguments["aux_logits"]
-        return {**resolved, "aux_logits": True if aux is None else aux}
-    wanted = architecture.TORCHVISION_OPTIONS
-    for name, value in options.items():
-        if value is not None and value != wanted[name]:
-            raise ValueError(
-                f"weights={os.fspath(weights)!r} are torchvision's GoogLeNet, which needs "
-                f"{name}={wanted[name]!r}. Received: {name}={value!r}"
-            )
-    constraints = {"stem": "imagenet", "batch_norm": True, "width": 1.0}
-    for name, value in constraints.items():
-        if arguments[name] != value:
-            raise ValueError(
-                f"weights={os.fspath(weights)!r} fit only {name}={value!r}. "
-                f"Received: {name}={arguments[name]!r}"
-            )
-    blocks = arguments["blocks"]
-    if blocks is not None and tuple(map(tuple, blocks)) != architecture.PAPER_BLOCKS:
+    entry = pretrained.weights_entry(weights)
+    resolved = dict(arguments)
+    if entry is None:
+        for name, default in DEFAULT_ARGUMENTS.items():
+            if resolved[name] is None:
+                resolved[name] = default
+        resolved["aux_logits"] = True if resolved["aux_logits"] is None else resolved["aux_logits"]
+        return resolved
+    what = f"weights={os.fspath(weights)!r}"
+    for name, wanted in entry["arguments"].items():
+        value = resolved[name]
+        if name == "blocks" and value is not None:
+            value = tuple(map(tuple, value))
+            wanted = architecture.PAPER_BLOCKS
+        if value is not None and value != wanted:
+            raise ValueError(f"{what} fit only {name}={wanted!r}. Received: {name}={value!r}")
+        resolved[name] = entry["arguments"][name]
+    top = resolved["include_top"]
+    if resolved["classes"] is None:
+        resolved["classes"] = entry["classes"] or DEFAULT_ARGUMENTS["classes"]
+    elif top and entry["classes"] is not None and resolved["classes"] != entry["classes"]:
         raise ValueError(
-            f"weights={os.fspath(weights)!r} fit only the paper's block table (blocks=None). "
-            f"Received: blocks={blocks!r}"
+            f"{what} with include_top=True has {entry['classes']} classes; for other classes "
+            "use include_top=False (features) or build the model with weights=None and call "
+            f"keras_googlenet.load_backbone_weights. Received: classes={resolved['classes']!r}"
         )
-    entry = pretrained.PRETRAINED_WEIGHTS.get(os.fspath(weights))
-    if entry and arguments["include_top"] and arguments["classes"] != entry["classes"]:
+    size = entry["input_size"]
+    if size is not None:
+        shape = resolved["input_shape"]
+        if shape is None:
+            resolved["input_shape"] = (size, size, 3)
+        elif top and tuple(shape) != (size, size, 3):
+            raise ValueError(
+                f"{what} with include_top=True classify {size}x{size} images: input_shape must "
+                f"be ({size}, {size}, 3) (use include_top=False for features at other sizes). "
+                f"Received: input_shape={shape!r}"
+            )
+    aux = resolved["aux_logits"]
+    if aux and top and entry["aux_heads"] == "absent":
         raise ValueError(
-            f"weights={os.fspath(weights)!r} with include_top=True has {entry['classes']} "
-            "classes; for other classes use include_top=False (features) or build the model "
-            "with weights=None and call keras_googlenet.load_backbone_weights. "
-            f"Received: classes={arguments['classes']!r}"
+            f"{what} have no auxiliary heads (only the backbone and the main head are shipped). "
+            "Received: aux_logits=True"
         )
-    aux = arguments["aux_logits"]
-    return {**wanted, "aux_logits": False if aux is None else aux}
+    resolved["aux_logits"] = False if aux is None else aux
+    return resolved
 
 
 def validate_weights(weights, config):
@@ -116,7 +130,8 @@ def load_weights(model, weights, config):
     if is_pretrained(weights):
         arrays = pretrained.keras_arrays(weights)
         pretrained.assign(model, arrays, source=weights)
-        if config.include_top and config.aux_logits:
+        untrained = pretrained.weights_entry(weights)["aux_heads"] == "untrained"
+        if config.include_top and config.aux_logits and untrained:
             warnings.warn(
                 f"The auxiliary heads of weights={weights!r} are not trained (torchvision "
                 "released them untrained); train them before relying on their outputs, or "
@@ -169,13 +184,13 @@ def load_backbone_weights(model, weights="imagenet"):
     if isinstance(weights, str) and weights not in pretrained.PRETRAINED_WEIGHTS:
         if not os.path.isfile(weights):
             raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
-    differing = {k: v for k, v in _visible_options(model).items()
-                 if v != architecture.TORCHVISION_OPTIONS[k]}
+    wanted = pretrained.weights_entry(weights)["arguments"]
+    differing = {k: v for k, v in _visible_options(model).items() if v != wanted[k]}
     if differing:
+        needed = ", ".join(f"{k}={wanted[k]!r}" for k in architecture.ARCHITECTURE_OPTIONS)
         raise ValueError(
-            f"weights={os.fspath(weights)!r} need a GoogLeNet built with "
-            f"keras_googlenet.TORCHVISION_OPTIONS. Received a model with "
-            + ", ".join(f"{k}={v!r}" for k, v in differing.items())
+            f"weights={os.fspath(weights)!r} need a GoogLeNet built with {needed}. "
+            "Received a model with " + ", ".join(f"{k}={v!r}" for k, v in differing.items())
         )
     arrays = pretrained.keras_arrays(weights)
     return pretrained.assign(model, arrays, source=weights, heads=False)

@@ -64,22 +64,22 @@ def test_fine_tuning_starts_from_the_backbone_with_new_heads(pth, image_folder, 
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--stem", "cifar"], "--stem must be imagenet with --weights; got 'cifar'"),
-    (["--width", "0.5"], "--width must be 1 with --weights; got 0.5"),
+    (["--stem", "cifar"], ("--stem must be imagenet with --weights ", ".pth; got 'cifar'")),
+    (["--width", "0.5"], ("--width must be 1 with --weights ", ".pth; got 0.5")),
 ])
 def test_settings_the_weights_cannot_fit(pth, image_folder, tmp_path, capsys, extra, message):
     args = ["--data-dir", str(image_folder), "--weights", str(pth), "--runs-dir",
             str(tmp_path / "runs"), *extra]
     assert main(args) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
+    assert len(err) == 1 and all(part in err[0] for part in message), err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_unknown_weights(image_folder, tmp_path, capsys):
     assert main(["--data-dir", str(image_folder), "--weights", "nowhere.pth"]) != 0
-    assert "--weights must be one of ['imagenet'] or an existing torchvision GoogLeNet .pth" \
-        in capsys.readouterr().err
+    assert ("--weights must be one of ['cifar10', 'imagenet'] or an existing torchvision "
+            "GoogLeNet .pth/.pt file; got 'nowhere.pth'") in capsys.readouterr().err
 
 
 # ---- --freeze-epochs: heads first, then the backbone at a lower learning rate ----------

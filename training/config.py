@@ -21,8 +21,9 @@ from keras_googlenet.architecture import (
     MIN_INPUT_SIZE,
 )
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
-from keras_googlenet.architecture import TORCHVISION_OPTIONS
-from keras_googlenet.pretrained import PRETRAINED_WEIGHTS
+from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
+from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, weights_entry
+from keras_googlenet.torch_weights import TORCH_SUFFIXES
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json
@@ -138,8 +139,8 @@ class TrainConfig:
     # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
     # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
     blocks: Optional[list] = None
-    # Start from pretrained weights: "imagenet" or a torchvision GoogLeNet .pth
-    # (keras_googlenet.load_backbone_weights; the heads are new, for the data's classes).
+    # Start from pretrained weights: "imagenet", "cifar10" or a torchvision GoogLeNet
+    # .pth (keras_googlenet.load_backbone_weights; the heads are new, for the data's classes).
     weights: Optional[str] = None
     # ---- recipe -------------------------------------------------------------
     epochs: int = 100
@@ -410,9 +411,15 @@ class TrainConfig:
             dropout=self.dropout,
             aux_dropout=self.aux_dropout,
             blocks=self.blocks,
-            # Pretrained weights are torchvision's network (see GoogLeNet's docstring).
-            **(TORCHVISION_OPTIONS if self.weights is not None else {}),
+            # Pretrained weights fix the architecture options (see GoogLeNet's docstring).
+            **self._weights_options(),
         ).validate()
+
+    def _weights_options(self):
+        entry = weights_entry(self.weights)
+        if entry is None:
+            return {}
+        return {k: entry["arguments"][k] for k in ARCHITECTURE_OPTIONS}
 
     # ---- JSON ---------------------------------------------------------------
     def to_dict(self):
@@ -452,12 +459,6 @@ class TrainConfig:
         ]
 
 
-
-
-
-
-
-
 def _process_checks(config):
     """`TrainConfig.resolve_processes`'s checks: (flag, value, valid, requirement)."""
     n = config.num_processes
@@ -473,18 +474,20 @@ def _process_checks(config):
     ]
 
 
-
 def _weights_checks(config):
-    """`TrainConfig.validate`'s checks of --weights and the settings it needs."""
-    weights = config.weights
-    named = weights in PRETRAINED_WEIGHTS
-    is_file = isinstance(weights, str) and weights.endswith((".pth", ".pt")) and os.path.isfile(
+    """`TrainConfig.validate`'s checks of --weights and the settings its weights fix."""
+    weights, entry = config.weights, weights_entry(config.weights)
+    is_file = isinstance(weights, str) and weights.endswith(TORCH_SUFFIXES) and os.path.isfile(
         weights)
-    return [
-        ("--weights", weights, named or is_file,
-         f"one of {sorted(PRETRAINED_WEIGHTS)} or an existing torchvision GoogLeNet .pth file"),
-        ("--stem", config.stem, config.stem == "imagenet", "imagenet with --weights"),
-        ("--width", config.width, config.width == 1, "1 with --weights"),
-        ("--batch-norm", config.batch_norm, config.batch_norm is True, "on with --weights"),
-        ("blocks", config.blocks, config.blocks is None, "the paper's table with --weights"),
+    checks = [("--weights", weights, weights in PRETRAINED_WEIGHTS or is_file,
+               f"one of {sorted(PRETRAINED_WEIGHTS)} or an existing torchvision GoogLeNet "
+               f"{'/'.join(TORCH_SUFFIXES)} file")]
+    if entry is None:
+        return checks
+    wanted, given = entry["arguments"], f"with --weights {weights}"
+    return checks + [
+        ("--stem", config.stem, config.stem == wanted["stem"], f"{wanted['stem']} {given}"),
+        ("--width", config.width, config.width == wanted["width"], f"{wanted['width']:g} {given}"),
+        ("--batch-norm", config.batch_norm, config.batch_norm is True, f"on {given}"),
+        ("blocks", config.blocks, config.blocks is None, f"the paper's table {given}"),
     ]

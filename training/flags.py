@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from keras_googlenet.architecture import DEFAULT_INPUT_SIZE
+from keras_googlenet.pretrained import weights_entry
 from training.cli import OneLineParser, add_framework_logs_flag
 from training.config import (
     DATA_SOURCES,
@@ -79,9 +80,11 @@ def build_parser():
     g.add_argument("--stem", choices=STEMS, default=d.stem,
                    help="cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)")
     g.add_argument("--width", type=float, default=d.width, help="channel multiplier")
-    g.add_argument("--weights", default=None, metavar="imagenet|PATH.pth",
-                   help="fine-tune pretrained weights (torchvision's network, new heads; "
-                   "implies --stem imagenet and, unless given, --image-size 224)")
+    g.add_argument("--weights", default=None, metavar="imagenet|cifar10|PATH.pth",
+                   help="fine-tune pretrained weights (new heads): imagenet or a .pth is "
+                   "torchvision's network (implies --stem imagenet and, unless given, "
+                   "--image-size 224); cifar10 is the shipped CIFAR-10 model (implies "
+                   "--stem cifar, --width 0.5 and, unless given, --image-size 32)")
     g.add_argument("--batch-norm", action=bool_flag, default=d.batch_norm,
                    help="BatchNorm after every convolution (off: the 2014 network with LRN)")
     g.add_argument("--dropout", type=float, default=d.dropout,
@@ -176,11 +179,13 @@ def config_from_args(argv=None):
     for key in ("precision", "pipeline"):
         if args[key] == "auto":
             args[key] = None
-    if args["weights"] is not None:  # pretrained weights: their stem and input size by default
+    entry = weights_entry(args["weights"])
+    if entry is not None:  # pretrained weights: their stem, width and input size by default
         given = sys.argv[1:] if argv is None else argv
         flags = {str(a).split("=", 1)[0] for a in given}
-        if "--stem" not in flags:
-            args["stem"] = "imagenet"
+        for name in ("stem", "width"):
+            if f"--{name}" not in flags:
+                args[name] = entry["arguments"][name]
         if "--image-size" not in flags:
-            args["image_size"] = DEFAULT_INPUT_SIZE["imagenet"]
+            args["image_size"] = entry["input_size"] or DEFAULT_INPUT_SIZE[args["stem"]]
     return TrainConfig(**args)
