@@ -46,6 +46,19 @@ def temporary_sibling(path):
     return os.path.join(head, f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{tail}")
 
 
+def parse_json(text):
+    """`json.loads(text)`, its every failure a ValueError: also a document nested
+    too deeply for the parser (which raises RecursionError).
+
+    Raises:
+        ValueError: If `text` is not JSON or is nested too deeply.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise ValueError("the JSON is nested too deeply") from e
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary sibling of `path`; renames it over `path` on success.

@@ -256,3 +256,17 @@ def test_state_dict_of_hostile_tensors_is_a_value_error(tmp_path, hostile):
     with pytest.raises(ValueError) as info:
         GoogLeNet(weights=path, input_shape=(64, 64, 3))
     assert type(info.value) is ValueError and f"key {key!r}" in str(info.value)
+
+
+# ---- model folders whose model_config.json is hostile ----------------------------
+
+
+def test_load_model_folder_of_deeply_nested_json_names_the_file(tmp_path):
+    from keras_googlenet import load_model_folder
+
+    (tmp_path / "model_config.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError) as info:
+        load_model_folder(tmp_path)
+    message = str(info.value)
+    assert type(info.value) is ValueError and str(tmp_path / "model_config.json") in message
+    assert "nested too deeply" in message and len(message.splitlines()) == 1

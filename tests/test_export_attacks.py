@@ -185,3 +185,27 @@ def test_library_export_bad_seed(tmp_path, seed):
     with pytest.raises(ex.ExportError, match="seed"):
         ex.export(build_model(tiny_config()), tmp_path / "e", seed=seed, formats="saved_model")
     assert not os.path.exists(tmp_path / "e")
+
+
+# ---- run folders whose JSON files are hostile --------------------------------------
+
+DEEP_JSON = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("file, text", [
+    ("model_config.json", DEEP_JSON),
+    ("config.json", DEEP_JSON),
+    ("config.json", "[1, 2]"),
+], ids=["deep_model_config", "deep_config", "list_config"])
+def test_export_of_a_run_with_hostile_json_is_one_line(tmp_path, capsys, file, text):
+    from training import export as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not read: the JSON files are read first")
+    (run / file).write_text(text)
+    status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and err[0].startswith("error: ") and str(run / file) in err[0], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

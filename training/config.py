@@ -7,7 +7,6 @@ run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
 """
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from keras_googlenet.architecture import TORCHVISION_OPTIONS
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet.fileio import atomic_write_json, parse_json
 from training.checks import (
     at_least,
     fraction,
@@ -434,9 +433,13 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path):
-        """Reads a configuration written by `save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Reads a configuration written by `save`.
+
+        Raises:
+            OSError: If the file cannot be read.
+            ConfigError: If it is not a configuration (see `read_config_dict`).
+        """
+        return cls.from_dict(read_config_dict(path))
 
     def resume_differences(self, other):
         """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s.
@@ -472,6 +475,26 @@ def _process_checks(config):
          "processes (process 0 first)"),
     ]
 
+
+
+def read_config_dict(path):
+    """The JSON object of a run's `config.json`, as a dict (not yet a `TrainConfig`).
+
+    Raises:
+        OSError: If the file cannot be read.
+        ConfigError: If it is not JSON, is nested too deeply, or is not an object;
+            the message names the file.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        values = parse_json(text)
+    except ValueError as e:
+        raise ConfigError(f"{os.fspath(path)}: not a run configuration ({e})") from e
+    if not isinstance(values, dict):
+        raise ConfigError(f"{os.fspath(path)}: not a run configuration (a JSON "
+                          f"{type(values).__name__}; expected an object)")
+    return values
 
 
 def _weights_checks(config):

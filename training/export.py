@@ -14,7 +14,6 @@ or an archive (extracted as `training.data` does).
 
 import contextlib
 import dataclasses
-import json
 import os
 import shlex
 import shutil
@@ -62,9 +61,10 @@ def _read_run_folder(path):
     run_config = labels = model_config = None
     config_path = os.path.join(path, RUN_CONFIG_FILE)
     if os.path.isfile(config_path):
+        from training.config import read_config_dict
+
         try:
-            with open(config_path, encoding="utf-8") as f:
-                run_config = json.load(f)
+            run_config = read_config_dict(config_path)
         except (OSError, ValueError) as e:
             raise ex.ExportError(f"Could not read {config_path!r}: {_why(e)}") from e
     labels_path = os.path.join(path, ex.LABELS_FILE)
