@@ -209,3 +209,24 @@ def test_export_of_a_run_with_hostile_json_is_one_line(tmp_path, capsys, file, t
     assert status != 0
     assert len(err) == 1 and err[0].startswith("error: ") and str(run / file) in err[0], err
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+# ---- load_model_folder on an export ------------------------------------------------
+
+
+@pytest.mark.backends("tensorflow")
+def test_load_model_folder_rebuilds_an_export(tmp_path):
+    import numpy as np
+    from export_helpers import make_images, tiny_config
+
+    from keras_googlenet import build_model, load_model_folder
+    from keras_googlenet import export as ex
+
+    model = build_model(tiny_config())
+    ex.export(model, tmp_path / "e", formats="saved_model", config=tiny_config(), repeats=1,
+              eval_samples=4, log=lambda msg: None)
+    loaded = load_model_folder(tmp_path / "e")
+    x = make_images(4, seed=1)[0].astype("float32")
+    for a, b in zip(model.predict(x, verbose=0), loaded.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
