@@ -230,3 +230,21 @@ def test_load_model_folder_rebuilds_an_export(tmp_path):
     for a, b in zip(model.predict(x, verbose=0), loaded.predict(x, verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
+
+# ---- labels: the class names training refuses ----------------------------------------
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("bad", ["a\x1bb", "a\u202eb", "a\u2028b", "a\x00b", "a\x0bb", "a\x0cb",
+                                 "a\x85b"], ids=ascii)
+def test_export_refuses_the_labels_training_refuses(tmp_path, bad):
+    from export_helpers import tiny_config
+
+    from keras_googlenet import build_model
+    from keras_googlenet import export as ex
+
+    with pytest.raises(ex.ExportError, match="Invalid label") as info:
+        ex.export(build_model(tiny_config()), tmp_path / "e", formats="float32",
+                  labels=["a", bad, "c"], repeats=1, eval_samples=2, log=lambda msg: None)
+    assert len(str(info.value).splitlines()) == 1 and repr(bad) in str(info.value)
+    assert not (tmp_path / "e").exists()

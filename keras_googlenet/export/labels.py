@@ -11,7 +11,7 @@ import os
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.export.errors import ExportError
-from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.fileio import atomic_write_text, label_forbidden_characters
 from keras_googlenet.imagenet import imagenet_class_names
 from keras_googlenet.saving import check_weights_fit, save_model_folder
 
@@ -28,7 +28,8 @@ def resolve_labels(labels, classes):
 
     Raises:
         ExportError: If the count differs from `classes` or a label is empty,
-            multi-line or not valid UTF-8 text (they are embedded in the
+            multi-line, holds a character class names may not hold
+            (`keras_googlenet.fileio.label_forbidden_characters`) or is not valid UTF-8 text (they are embedded in the
             `.tflite` files as UTF-8).
     """
     if labels is None:
@@ -45,6 +46,10 @@ def resolve_labels(labels, classes):
     for label in labels:
         if not label.strip() or "\n" in label or "\r" in label:
             raise ExportError(f"Invalid label {label!r}: labels must be non-empty single lines.")
+        if label_forbidden_characters(label):
+            raise ExportError(
+                f"Invalid label {label!r}: it holds the control or format character(s) "
+                f"{label_forbidden_characters(label)!r}, which training refuses in class names.")
         try:
             label.encode("utf-8")
         except UnicodeEncodeError as e:  # lone surrogates (undecodable bytes)
