@@ -248,3 +248,26 @@ def test_export_refuses_the_labels_training_refuses(tmp_path, bad):
                   labels=["a", bad, "c"], repeats=1, eval_samples=2, log=lambda msg: None)
     assert len(str(info.value).splitlines()) == 1 and repr(bad) in str(info.value)
     assert not (tmp_path / "e").exists()
+
+
+# ---- a run folder whose model_config.json does not describe its model.keras -----------
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("change", [dict(width=0.5), dict(stem="imagenet")], ids=repr)
+def test_export_refuses_a_model_config_that_lies(tmp_path, capsys, change):
+    from export_helpers import tiny_config
+
+    from keras_googlenet import build_model
+    from training import export as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model(tiny_config()).save(run / "model.keras")
+    tiny_config().replace(**change).save(run / "model_config.json")
+    status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out"),
+                       "--formats", "float32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and err[0].startswith("error: ") and "model_config.json" in err[0], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

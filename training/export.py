@@ -83,7 +83,8 @@ def load_source(path):
     `model_config.json`).
 
     Raises:
-        ExportError: If the file or folder is missing or the model cannot be read.
+        ExportError: If the file or folder is missing, the model cannot be read, or
+            a run folder's `model_config.json` does not rebuild its model.
     """
     import keras
 
@@ -111,6 +112,11 @@ def load_source(path):
         raise ex.ExportError(f"Could not load model {model_path!r}: {_why(e)}") from e
     if not isinstance(model, keras.Model) or not model.inputs:
         raise ex.ExportError(f"{model_path!r} does not hold a functional Keras model.")
+    if model_config is not None:  # before anything is read or written for the export
+        try:
+            ex.check_model_config(model_config, model)
+        except ex.ExportError as e:
+            raise ex.ExportError(f"{os.path.join(path, MODEL_CONFIG_FILE)}: {e}") from e
     return Source(path=path, model=model, labels=labels, run_dir=run_dir,
                   run_config=run_config, model_config=model_config)
 
