@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from keras_googlenet import architecture
-from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.fileio import atomic_write_text, parse_json
 
 #: The configuration file written beside weights.
 MODEL_CONFIG_FILE = "model_config.json"
@@ -202,7 +202,7 @@ class GoogLeNetConfig:
             ValueError: If the text is not such a document.
         """
         try:
-            doc = json.loads(text)
+            doc = parse_json(text)
         except ValueError as e:
             raise ValueError(f"A model configuration must be JSON ({e}).") from e
         if not isinstance(doc, dict) or doc.get("class_name") != "GoogLeNet" or "config" not in doc:

@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import unicodedata
 
 #: Prefix of every temporary sibling this module creates; a folder may hold
 #: stale ones after a kill (`remove_stale_temporaries` deletes them).
@@ -44,6 +45,32 @@ def temporary_sibling(path):
     which Keras checks: `.keras`, `.weights.h5`)."""
     head, tail = os.path.split(os.fspath(path))
     return os.path.join(head, f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{tail}")
+
+
+#: Unicode categories a class name may not hold: control (NUL, ESC, VT, FF, NEL ...),
+#: format (U+202E right-to-left override ...), line and paragraph separators (U+2028,
+#: which some readers count as a line break) and lone surrogates (undecodable bytes).
+LABEL_FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def label_forbidden_characters(name):
+    """The characters of `name` that a class name may not hold (see
+    `LABEL_FORBIDDEN_CATEGORIES`), as a string: one rule for training's class
+    folders and the export's `labels.txt` and TFLite metadata."""
+    return "".join(c for c in name if unicodedata.category(c) in LABEL_FORBIDDEN_CATEGORIES)
+
+
+def parse_json(text):
+    """`json.loads(text)`, its every failure a ValueError: also a document nested
+    too deeply for the parser (which raises RecursionError).
+
+    Raises:
+        ValueError: If `text` is not JSON or is nested too deeply.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise ValueError("the JSON is nested too deeply") from e
 
 
 @contextlib.contextmanager

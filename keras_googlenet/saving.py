@@ -43,18 +43,33 @@ def save_model_folder(model, directory, config):
     Raises:
         ValueError: If `model`'s weights do not fit `config`'s network.
     """
-    config = config.validate()
-    reference = build_model(config)
-    mine = [tuple(w.shape) for w in model.weights]
-    expected = [tuple(w.shape) for w in reference.weights]
-    if mine != expected:
-        raise ValueError(
-            "The model's weights do not match the configuration "
-            f"({len(mine)} weights against {len(expected)} expected). Received: config={config}"
-        )
+    config = check_weights_fit(model, config)
     os.makedirs(directory, exist_ok=True)
     atomic_save_weights(model, os.path.join(directory, WEIGHTS_FILE))
     config.save(os.path.join(directory, MODEL_CONFIG_FILE))
+
+
+def check_weights_fit(model, config):
+    """Checks that `config` rebuilds `model`'s network: the same weights, of the same shapes.
+
+    Returns:
+        The validated `config`.
+
+    Raises:
+        ValueError: If `config` is invalid or its network's weights differ from
+            `model`'s (the message names the first difference).
+    """
+    config = config.validate()
+    mine = [(w.path, tuple(w.shape)) for w in model.weights]
+    expected = [(w.path, tuple(w.shape)) for w in build_model(config).weights]
+    if [shape for _, shape in mine] != [shape for _, shape in expected]:
+        first = next((f"{a[0]} {a[1]} against {b[1]}" for a, b in zip(mine, expected)
+                      if a[1] != b[1]), f"{len(mine)} weights against {len(expected)}")
+        raise ValueError(
+            f"The model's weights do not match the configuration ({first} expected). "
+            f"Received: config={config}"
+        )
+    return config
 
 
 def find_weights(directory):
@@ -70,8 +85,11 @@ def load_model_folder(directory, **overrides):
     """Rebuilds the model saved in `directory` (a `model_config.json` and weights).
 
     Works on folders written by `save_model_folder`, training runs
-    (`runs/NAME`), tuner searches and exports: each holds a `model_config.json`
-    beside its weights.
+    (`runs/NAME`), tuner searches and exports written with a configuration
+    (`keras_googlenet.export.export(..., config=...)`, `python -m
+    training.export` of a run folder): each holds a `model_config.json` beside
+    its weights (an export's `model.weights.h5` are the exported network's
+    float32 weights, every head included).
 
     Args:
         directory: The folder.

@@ -10,7 +10,10 @@ fully connected layer, whose inputs PyTorch flattens as (C, H, W) and Keras
 (channels_last) as (H, W, C).
 
 Reading never runs pickled code: `torch.load(..., weights_only=True)`, which
-reads both PyTorch's zip format and its older legacy format.
+reads both PyTorch's zip format and its older legacy format. Every tensor must
+be dense, floating point and backed by the data the file holds (a stride-0
+tensor may declare gigabytes it does not have) before anything is converted,
+and every weight must have torchvision's shape (`TORCH_SHAPES`).
 """
 
 import numpy as np
@@ -45,21 +48,62 @@ def _torch_modules():
 #: Our layer name -> (torchvision module name, "conv" | "dense").
 TORCH_MODULES = _torch_modules()
 
+def _torch_shapes():
+    """torchvision GoogLeNet's state-dict key -> shape (`None`: any size, the classes)."""
+    shapes = {}
+
+    def conv(module, filters, channels, kernel):
+        shapes[f"{module}.conv.weight"] = (filters, channels, kernel, kernel)
+        for key in _CONV_KEYS[1:]:
+            shapes[f"{module}.{key}"] = (filters,)
+
+    stem = architecture.STEM_CHANNELS["imagenet"]
+    conv("conv1", stem[0], 3, 7)
+    conv("conv2", stem[1], stem[0], 1)
+    conv("conv3", stem[2], stem[1], 3)
+    channels, outputs = stem[2], {}
+    for block, row in zip(architecture.BLOCK_NAMES, architecture.PAPER_BLOCKS):
+        c = dict(zip(architecture.BLOCK_FIELDS, row))
+        kernels = {"3x3": 3, "5x5": 3}  # torchvision's "5x5" branch is 3x3
+        inputs = {"3x3": c["3x3_reduce"], "5x5": c["5x5_reduce"]}
+        for field in architecture.BLOCK_FIELDS:
+            conv(f"inception{block}.{_BRANCHES[field]}", c[field],
+                 inputs.get(field, channels), kernels.get(field, 1))
+        channels = outputs[block] = architecture.block_output_channels(row)
+    side = architecture.AUX_POOL_SIDE
+    for head, block in architecture.AUX_HEADS.items():
+        conv(f"{head}.conv", architecture.AUX_CONV_FILTERS, outputs[block], 1)
+        fc = architecture.AUX_FC_UNITS
+        shapes[f"{head}.fc1.weight"] = (fc, architecture.AUX_CONV_FILTERS * side * side)
+        shapes[f"{head}.fc1.bias"] = (fc,)
+        shapes[f"{head}.fc2.weight"], shapes[f"{head}.fc2.bias"] = (None, fc), (None,)
+    shapes["fc.weight"], shapes["fc.bias"] = (None, channels), (None,)
+    return shapes
+
+
 _CONV_KEYS = ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")
 _DENSE_KEYS = ("weight", "bias")
 # Bookkeeping entries of BatchNorm that hold no weights.
 _IGNORED_SUFFIX = ".num_batches_tracked"
+
+#: torchvision GoogLeNet's state-dict key -> shape; `None` where any size fits
+#: (the classes of the heads' last layers).
+TORCH_SHAPES = _torch_shapes()
 
 
 def read_state_dict(path):
     """Reads a `.pth` state dict without running pickled code.
 
     Returns:
-        A dict of name -> float32 numpy array.
+        A dict of name -> float32 numpy array (BatchNorm's `num_batches_tracked`
+        counters left out).
 
     Raises:
         ImportError: Without PyTorch (the message names the extra to install).
-        ValueError: If the file is truncated, corrupt, or not a state dict.
+        ValueError: If the file is truncated, corrupt, or not a state dict, or
+            holds a tensor that is not dense floating point, declares more
+            elements than its data holds, or has a shape GoogLeNet's weights
+            do not have (checked before anything is converted).
     """
     try:
         import torch
@@ -84,7 +128,34 @@ def read_state_dict(path):
             f"{path!r} is not a state dict (a mapping of names to tensors). "
             f"Received: {type(state).__name__}"
         )
-    return {k: v.detach().float().numpy() for k, v in state.items()}
+    for key, value in state.items():
+        _check_tensor(torch, key, value, path)
+    return {k: v.detach().float().numpy() for k, v in state.items()
+            if not k.endswith(_IGNORED_SUFFIX)}
+
+
+def _check_tensor(torch, key, value, source):
+    """Refuses a tensor that converting could not handle or would blow up in memory."""
+    if value.layout != torch.strided or value.is_quantized:
+        kind = "quantized" if value.layout == torch.strided else str(value.layout)
+        problem = f"is a {kind} tensor; expected a dense floating-point one"
+    elif key.endswith(_IGNORED_SUFFIX):
+        problem = None if value.numel() <= 1 else f"has {value.numel()} elements; expected 1"
+    elif not value.is_floating_point():
+        problem = f"has dtype {value.dtype}; expected a floating-point tensor"
+    elif value.numel() > value.untyped_storage().nbytes() // value.element_size():
+        problem = (f"declares {value.numel()} elements ({tuple(value.shape)}) but its data "
+                   f"holds {value.untyped_storage().nbytes() // value.element_size()}")
+    else:
+        expected = TORCH_SHAPES.get(key)
+        fits = expected is None or (len(expected) == value.ndim and all(
+            e is None or e == n for e, n in zip(expected, value.shape)))
+        problem = None if fits else (
+            f"has shape {tuple(value.shape)}; torchvision's GoogLeNet has "
+            f"{tuple('any' if e is None else e for e in expected)}")
+    if problem:
+        raise ValueError(f"{source!r} is not a torchvision GoogLeNet state dict: key "
+                         f"{key!r} {problem}.")
 
 
 def to_keras_arrays(state, source, channels_last=True):

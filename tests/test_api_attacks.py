@@ -14,6 +14,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from training_helpers import HOSTILE_TENSORS, save_state_dict
 
 from keras_googlenet import GoogLeNet, GoogLeNetConfig, count_flops, inference_model
 from keras_googlenet.architecture import PAPER_BLOCKS
@@ -243,3 +244,29 @@ def test_paper_count_unchanged():
     assert math.isclose(count_flops(inference_model(GoogLeNet(batch_norm=False))),
                         count_flops(model))
     json.dumps(count_flops(model))  # a plain int
+
+
+# ---- weights files that are not dense float tensors ----------------------------
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_TENSORS))
+def test_state_dict_of_hostile_tensors_is_a_value_error(tmp_path, hostile):
+    path = save_state_dict(tmp_path / f"{hostile}.pth", hostile)
+    key = HOSTILE_TENSORS[hostile][0]
+    with pytest.raises(ValueError) as info:
+        GoogLeNet(weights=path, input_shape=(64, 64, 3))
+    assert type(info.value) is ValueError and f"key {key!r}" in str(info.value)
+
+
+# ---- model folders whose model_config.json is hostile ----------------------------
+
+
+def test_load_model_folder_of_deeply_nested_json_names_the_file(tmp_path):
+    from keras_googlenet import load_model_folder
+
+    (tmp_path / "model_config.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError) as info:
+        load_model_folder(tmp_path)
+    message = str(info.value)
+    assert type(info.value) is ValueError and str(tmp_path / "model_config.json") in message
+    assert "nested too deeply" in message and len(message.splitlines()) == 1

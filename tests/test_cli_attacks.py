@@ -8,6 +8,7 @@ marked slow; the attacks that train are in test_run_attacks.py.
 import os
 
 import pytest
+from training_helpers import HOSTILE_TENSORS, save_state_dict
 
 import training.cifar
 import training.export
@@ -187,3 +188,14 @@ def test_repeats_of_a_value_that_looks_like_a_flag_are_values():
     # The value of a flag given with `=` is not a flag.
     args = _cifar(["--name=a", "--tfds-name=--name"])
     assert (args.name, args.tfds_name) == ("a", "--name")
+
+
+# ---- --weights files that are not dense float tensors ---------------------------------
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_TENSORS))
+def test_weights_of_hostile_tensors_are_one_line_errors(tmp_path, capsys, hostile):
+    path = save_state_dict(tmp_path / f"{hostile}.pth", hostile)
+    status, err = _run(tmp_path, capsys, "--weights", str(path), "--stem", "imagenet",
+                       "--width", "1", "--image-size", "64")
+    _assert_one_line(status, err, "--weights", HOSTILE_TENSORS[hostile][0])

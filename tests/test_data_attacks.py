@@ -19,7 +19,8 @@ def folder_config(data_dir, tmp_path, **fields):
 # ---- class folders ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["ca\nt", "ca\tt", "ca\rt", "ca\x1bt", "ca\x7ft", "ca\x85t"])
+@pytest.mark.parametrize("bad", ["ca\nt", "ca\tt", "ca\rt", "ca\x1bt", "ca\x7ft", "ca\x85t",
+                                 "ca\u202et", "ca\u2028t"])
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_class_folder_with_control_characters_is_refused_naming_it(tmp_path, bad, split):
     root = make_image_folder(tmp_path / "data", classes=(bad, "dog"), per_class=2, size=8)

@@ -164,7 +164,8 @@ def test_export_from_arrays_with_config(model, images, tmp_path):
                        eval_labels=y[40:], repeats=2, log=lambda msg: None)
     path = tmp_path / "arrays"
     assert listing(path) == ["export_report.json", "export_report.png", "labels.txt",
-                             "model_config.json", "model_float32.tflite", "model_int8.tflite"]
+                             "model.weights.h5", "model_config.json", "model_float32.tflite",
+                             "model_int8.tflite"]
     assert GoogLeNetConfig.load(path) == tiny_config()
     assert json.loads((path / "export_report.json").read_text()) == json.loads(
         json.dumps(report))

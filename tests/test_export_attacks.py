@@ -185,3 +185,89 @@ def test_library_export_bad_seed(tmp_path, seed):
     with pytest.raises(ex.ExportError, match="seed"):
         ex.export(build_model(tiny_config()), tmp_path / "e", seed=seed, formats="saved_model")
     assert not os.path.exists(tmp_path / "e")
+
+
+# ---- run folders whose JSON files are hostile --------------------------------------
+
+DEEP_JSON = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("file, text", [
+    ("model_config.json", DEEP_JSON),
+    ("config.json", DEEP_JSON),
+    ("config.json", "[1, 2]"),
+], ids=["deep_model_config", "deep_config", "list_config"])
+def test_export_of_a_run_with_hostile_json_is_one_line(tmp_path, capsys, file, text):
+    from training import export as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not read: the JSON files are read first")
+    (run / file).write_text(text)
+    status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and err[0].startswith("error: ") and str(run / file) in err[0], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+# ---- load_model_folder on an export ------------------------------------------------
+
+
+@pytest.mark.backends("tensorflow")
+def test_load_model_folder_rebuilds_an_export(tmp_path):
+    import numpy as np
+    from export_helpers import make_images, tiny_config
+
+    from keras_googlenet import build_model, load_model_folder
+    from keras_googlenet import export as ex
+
+    model = build_model(tiny_config())
+    ex.export(model, tmp_path / "e", formats="saved_model", config=tiny_config(), repeats=1,
+              eval_samples=4, log=lambda msg: None)
+    loaded = load_model_folder(tmp_path / "e")
+    x = make_images(4, seed=1)[0].astype("float32")
+    for a, b in zip(model.predict(x, verbose=0), loaded.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- labels: the class names training refuses ----------------------------------------
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("bad", ["a\x1bb", "a\u202eb", "a\u2028b", "a\x00b", "a\x0bb", "a\x0cb",
+                                 "a\x85b"], ids=ascii)
+def test_export_refuses_the_labels_training_refuses(tmp_path, bad):
+    from export_helpers import tiny_config
+
+    from keras_googlenet import build_model
+    from keras_googlenet import export as ex
+
+    with pytest.raises(ex.ExportError, match="Invalid label") as info:
+        ex.export(build_model(tiny_config()), tmp_path / "e", formats="float32",
+                  labels=["a", bad, "c"], repeats=1, eval_samples=2, log=lambda msg: None)
+    assert len(str(info.value).splitlines()) == 1 and repr(bad) in str(info.value)
+    assert not (tmp_path / "e").exists()
+
+
+# ---- a run folder whose model_config.json does not describe its model.keras -----------
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("change", [dict(width=0.5), dict(stem="imagenet")], ids=repr)
+def test_export_refuses_a_model_config_that_lies(tmp_path, capsys, change):
+    from export_helpers import tiny_config
+
+    from keras_googlenet import build_model
+    from training import export as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model(tiny_config()).save(run / "model.keras")
+    tiny_config().replace(**change).save(run / "model_config.json")
+    status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out"),
+                       "--formats", "float32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and err[0].startswith("error: ") and "model_config.json" in err[0], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

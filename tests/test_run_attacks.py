@@ -242,6 +242,9 @@ DAMAGE = {  # case: (what it does to the run folder, the file the error must nam
     "metadata_wrong_type": (lambda run: (run / "backup" / "training_metadata.json").write_text(
         '{"epoch": "one"}'), "training_metadata.json"),
     "config_truncated": (lambda run: _truncate(run / "config.json"), "config.json"),
+    "config_deeply_nested": (lambda run: (run / "config.json").write_text(
+        "[" * 100000 + "]" * 100000), "config.json"),
+    "config_a_list": (lambda run: (run / "config.json").write_text("[]"), "config.json"),
     "history_garbage_row": (lambda run: (run / "history.csv").write_text(
         (run / "history.csv").read_text().replace("\n0,", "\nzero,")), "history.csv"),
     "history_nul_bytes": (lambda run: (run / "history.csv").write_bytes(

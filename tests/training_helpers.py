@@ -150,3 +150,35 @@ def last_wins(argv):
         i += len(item)
     return [t for item in out for t in item]
 
+
+
+#: Tensors that are not dense float weights, put in place of one key of a state dict:
+#: key -> a function making the tensor with `torch`. The stride-0 one declares 64 GiB
+#: that its one stored element does not hold.
+HOSTILE_TENSORS = {
+    "sparse": ("conv1.bn.weight", lambda torch: torch.zeros(64).to_sparse()),
+    "quantized": ("conv1.bn.weight",
+                  lambda torch: torch.quantize_per_tensor(torch.zeros(64), 0.1, 0, torch.qint8)),
+    "stride0_64GiB": ("fc.weight",
+                      lambda torch: torch.zeros(1).as_strided((1 << 17, 1 << 17), (0, 0))),
+}
+
+
+def save_state_dict(path, hostile=None):
+    """Saves a torchvision GoogLeNet state dict of zeros (1000 classes, no auxiliary
+    heads) with `torch.save`, one key replaced by a `HOSTILE_TENSORS` entry; returns path."""
+    import warnings
+
+    import torch
+
+    from keras_googlenet.torch_weights import TORCH_SHAPES
+
+    state = {key: torch.zeros([1000 if n is None else n for n in shape])
+             for key, shape in TORCH_SHAPES.items() if not key.startswith(("aux1.", "aux2."))}
+    if hostile is not None:
+        key, make = HOSTILE_TENSORS[hostile]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # quantized tensors are deprecated
+            state[key] = make(torch)
+    torch.save(state, path)
+    return path

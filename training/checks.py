@@ -3,11 +3,17 @@
 Each takes a value as it came from a flag or a saved `config.json` (so of any
 type) and returns a bool; `TrainConfig.validate` turns a False into a
 `ConfigError` that names the flag, the value and what was expected.
+`weights_checks` lists the checks of `--weights` and of what its weights fix
+(from `keras_googlenet.pretrained`'s registry), as `(flag, value, valid,
+requirement)`.
 """
 
 import math
+import os
 
 from keras_googlenet.architecture import BLOCK_FIELDS, BLOCK_NAMES
+from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, weights_entry
+from keras_googlenet.torch_weights import TORCH_SUFFIXES
 
 
 def is_block_table(blocks):
@@ -42,3 +48,22 @@ def is_address(address):
     """`host:port` with a port in [1, 65535] (IPv6 hosts in brackets)."""
     host, _, port = address.strip().rpartition(":")
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def weights_checks(config):
+    """`TrainConfig.validate`'s checks of --weights and the settings its weights fix."""
+    weights, entry = config.weights, weights_entry(config.weights)
+    is_file = isinstance(weights, str) and weights.endswith(TORCH_SUFFIXES) and os.path.isfile(
+        weights)
+    checks = [("--weights", weights, weights in PRETRAINED_WEIGHTS or is_file,
+               f"one of {sorted(PRETRAINED_WEIGHTS)} or an existing torchvision GoogLeNet "
+               f"{'/'.join(TORCH_SUFFIXES)} file")]
+    if entry is None:
+        return checks
+    wanted, given = entry["arguments"], f"with --weights {weights}"
+    return checks + [
+        ("--stem", config.stem, config.stem == wanted["stem"], f"{wanted['stem']} {given}"),
+        ("--width", config.width, config.width == wanted["width"], f"{wanted['width']:g} {given}"),
+        ("--batch-norm", config.batch_norm, config.batch_norm is True, f"on {given}"),
+        ("blocks", config.blocks, config.blocks is None, f"the paper's table {given}"),
+    ]

@@ -7,7 +7,6 @@ run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
 """
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,11 +21,10 @@ from keras_googlenet.architecture import (
 )
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
-from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, weights_entry
-from keras_googlenet.torch_weights import TORCH_SUFFIXES
+from keras_googlenet.pretrained import weights_entry
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet.fileio import atomic_write_json, parse_json
 from training.checks import (
     at_least,
     fraction,
@@ -34,6 +32,7 @@ from training.checks import (
     is_block_table,
     is_int,
     is_num,
+    weights_checks,
     within,
 )
 
@@ -389,7 +388,7 @@ class TrainConfig:
         checks.append(("blocks", self.blocks, self.blocks is None or is_block_table(self.blocks),
                        f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
         if self.weights is not None:
-            checks += _weights_checks(self)
+            checks += weights_checks(self)
         for flag, value, valid, requirement in checks:
             if not valid:
                 raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
@@ -441,9 +440,13 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path):
-        """Reads a configuration written by `save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Reads a configuration written by `save`.
+
+        Raises:
+            OSError: If the file cannot be read.
+            ConfigError: If it is not a configuration (see `read_config_dict`).
+        """
+        return cls.from_dict(read_config_dict(path))
 
     def resume_differences(self, other):
         """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s.
@@ -474,20 +477,21 @@ def _process_checks(config):
     ]
 
 
-def _weights_checks(config):
-    """`TrainConfig.validate`'s checks of --weights and the settings its weights fix."""
-    weights, entry = config.weights, weights_entry(config.weights)
-    is_file = isinstance(weights, str) and weights.endswith(TORCH_SUFFIXES) and os.path.isfile(
-        weights)
-    checks = [("--weights", weights, weights in PRETRAINED_WEIGHTS or is_file,
-               f"one of {sorted(PRETRAINED_WEIGHTS)} or an existing torchvision GoogLeNet "
-               f"{'/'.join(TORCH_SUFFIXES)} file")]
-    if entry is None:
-        return checks
-    wanted, given = entry["arguments"], f"with --weights {weights}"
-    return checks + [
-        ("--stem", config.stem, config.stem == wanted["stem"], f"{wanted['stem']} {given}"),
-        ("--width", config.width, config.width == wanted["width"], f"{wanted['width']:g} {given}"),
-        ("--batch-norm", config.batch_norm, config.batch_norm is True, f"on {given}"),
-        ("blocks", config.blocks, config.blocks is None, f"the paper's table {given}"),
-    ]
+def read_config_dict(path):
+    """The JSON object of a run's `config.json`, as a dict (not yet a `TrainConfig`).
+
+    Raises:
+        OSError: If the file cannot be read.
+        ConfigError: If it is not JSON, is nested too deeply, or is not an object;
+            the message names the file.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        values = parse_json(text)
+    except ValueError as e:
+        raise ConfigError(f"{os.fspath(path)}: not a run configuration ({e})") from e
+    if not isinstance(values, dict):
+        raise ConfigError(f"{os.fspath(path)}: not a run configuration (a JSON "
+                          f"{type(values).__name__}; expected an object)")
+    return values

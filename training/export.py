@@ -14,7 +14,6 @@ or an archive (extracted as `training.data` does).
 
 import contextlib
 import dataclasses
-import json
 import os
 import shlex
 import shutil
@@ -62,9 +61,10 @@ def _read_run_folder(path):
     run_config = labels = model_config = None
     config_path = os.path.join(path, RUN_CONFIG_FILE)
     if os.path.isfile(config_path):
+        from training.config import read_config_dict
+
         try:
-            with open(config_path, encoding="utf-8") as f:
-                run_config = json.load(f)
+            run_config = read_config_dict(config_path)
         except (OSError, ValueError) as e:
             raise ex.ExportError(f"Could not read {config_path!r}: {_why(e)}") from e
     labels_path = os.path.join(path, ex.LABELS_FILE)
@@ -83,7 +83,8 @@ def load_source(path):
     `model_config.json`).
 
     Raises:
-        ExportError: If the file or folder is missing or the model cannot be read.
+        ExportError: If the file or folder is missing, the model cannot be read, or
+            a run folder's `model_config.json` does not rebuild its model.
     """
     import keras
 
@@ -111,6 +112,11 @@ def load_source(path):
         raise ex.ExportError(f"Could not load model {model_path!r}: {_why(e)}") from e
     if not isinstance(model, keras.Model) or not model.inputs:
         raise ex.ExportError(f"{model_path!r} does not hold a functional Keras model.")
+    if model_config is not None:  # before anything is read or written for the export
+        try:
+            ex.check_model_config(model_config, model)
+        except ex.ExportError as e:
+            raise ex.ExportError(f"{os.path.join(path, MODEL_CONFIG_FILE)}: {e}") from e
     return Source(path=path, model=model, labels=labels, run_dir=run_dir,
                   run_config=run_config, model_config=model_config)
 

@@ -20,7 +20,8 @@
   `ImageClassifier` and Android Studio's model binding read (`metadata=False`
   leaves it out);
 - `labels.txt` (class names in output order), `model_config.json` (the model's
-  `GoogLeNetConfig`, when given) and `export_report.json` (size, LiteRT latency
+  `GoogLeNetConfig`, when given) with `model.weights.h5` (its float32 weights, so
+  that `keras_googlenet.load_model_folder` rebuilds the model from the export) and `export_report.json` (size, LiteRT latency
   and agreement of every artifact with the Keras model), with its chart
   `export_report.png` (accuracy, size and latency of the TFLite files).
 
@@ -51,6 +52,7 @@ from keras_googlenet.export.errors import ExportError, check_export_destination
 # is cheap. Name -> the module of this package that defines it.
 _LAZY = {
     "check_exportable": "exporter",
+    "check_model_config": "labels",
     "export": "exporter",
     "LABELS_FILE": "labels",
     "read_labels": "labels",
@@ -119,6 +121,7 @@ __all__ = [
     "check_builtin_ops",
     "check_export_destination",
     "check_exportable",
+    "check_model_config",
     "convert_model",
     "convert_saved_model",
     "deployment_model",

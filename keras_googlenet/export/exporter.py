@@ -18,7 +18,7 @@ from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.export.errors import ExportError, check_export_destination
 from keras_googlenet.export.errors import export_directory, one_line
 from keras_googlenet.export.labels import LABELS_FILE, resolve_labels, write_labels
-from keras_googlenet.export.labels import write_model_config
+from keras_googlenet.export.labels import check_model_config, write_model_config
 from keras_googlenet.export.litert import LiteRTClassifier
 from keras_googlenet.export.metadata import embed_metadata, model_metadata, resolve_metadata
 from keras_googlenet.export.analysis import gpu_compatibility, gpu_line, integer_only
@@ -164,7 +164,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     Writes the requested `formats` (see `FORMATS`: the SavedModel and the
     float32, float16, dynamic and int8 TFLite files, each with TFLite metadata
     and the labels embedded, see `keras_googlenet.export.metadata`), `labels.txt`,
-    `model_config.json` (when `config` is given), `export_report.json` and
+    `model_config.json` and `model.weights.h5` (when `config` is given, for
+    `keras_googlenet.load_model_folder`), `export_report.json` and
     its chart `export_report.png` (`keras_googlenet.export.chart`), after
     running every artifact on a sample of images and comparing it with the
     Keras model. The folder appears complete or not at all, with the
@@ -217,6 +218,8 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
     model = float32_model(model)  # once here, so that every artifact reuses the copy
     classes = num_classes(model, head)
     labels = resolve_labels(labels, classes)
+    if config is not None:
+        check_model_config(config, model)
     fields = resolve_metadata(metadata, _default_metadata(directory, head, hw, classes))
     embed = None
     if fields is not None:

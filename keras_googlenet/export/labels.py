@@ -1,16 +1,19 @@
-"""The files that describe an export: `labels.txt` and `model_config.json`.
+"""The files that describe an export: `labels.txt`, and `model_config.json`
+with `model.weights.h5`.
 
 `labels.txt` (one class name a line, in output order) ships beside every
-export; `model_config.json` (the model's `GoogLeNetConfig`) when the
-configuration is known.
+export; `model_config.json` (the model's `GoogLeNetConfig`) and the exported
+network's float32 weights (`model.weights.h5`, for
+`keras_googlenet.load_model_folder`) when the configuration is known.
 """
 
 import os
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.export.errors import ExportError
-from keras_googlenet.fileio import atomic_write_text
+from keras_googlenet.fileio import atomic_write_text, label_forbidden_characters
 from keras_googlenet.imagenet import imagenet_class_names
+from keras_googlenet.saving import check_weights_fit, save_model_folder
 
 #: Name of the labels file written beside every export.
 LABELS_FILE = "labels.txt"
@@ -25,7 +28,8 @@ def resolve_labels(labels, classes):
 
     Raises:
         ExportError: If the count differs from `classes` or a label is empty,
-            multi-line or not valid UTF-8 text (they are embedded in the
+            multi-line, holds a character class names may not hold
+            (`keras_googlenet.fileio.label_forbidden_characters`) or is not valid UTF-8 text (they are embedded in the
             `.tflite` files as UTF-8).
     """
     if labels is None:
@@ -42,6 +46,10 @@ def resolve_labels(labels, classes):
     for label in labels:
         if not label.strip() or "\n" in label or "\r" in label:
             raise ExportError(f"Invalid label {label!r}: labels must be non-empty single lines.")
+        if label_forbidden_characters(label):
+            raise ExportError(
+                f"Invalid label {label!r}: it holds the control or format character(s) "
+                f"{label_forbidden_characters(label)!r}, which training refuses in class names.")
         try:
             label.encode("utf-8")
         except UnicodeEncodeError as e:  # lone surrogates (undecodable bytes)
@@ -80,20 +88,17 @@ def read_labels(path):
     return lines
 
 
-def write_model_config(directory, config, model):
-    """Writes `config` as `directory/model_config.json` after checking it fits `model`.
+def check_model_config(config, model):
+    """Checks that `config` describes `model` before anything is written.
 
     Args:
-        directory: The export folder being written.
         config: The `GoogLeNetConfig` `model` was built from.
         model: The Keras model being exported.
 
-    Returns:
-        The file's path.
-
     Raises:
-        ExportError: If `config` is not a valid GoogLeNetConfig, or its input
-            shape or class count differ from the model's.
+        ExportError: If `config` is not a valid GoogLeNetConfig, its input
+            shape or class count differ from the model's, or it does not
+            rebuild the model's network (`keras_googlenet.saving.check_weights_fit`).
     """
     if not isinstance(config, GoogLeNetConfig):
         raise ExportError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
@@ -113,6 +118,24 @@ def write_model_config(directory, config, model):
             f"The model configuration has classes={config.classes}; the model predicts "
             f"{sorted(classes)}."
         )
-    path = os.path.join(directory, MODEL_CONFIG_FILE)
-    config.save(path)
-    return path
+    try:
+        check_weights_fit(model, config)
+    except ValueError as e:
+        raise ExportError(f"The model configuration does not describe the model: "
+                          f"{' '.join(str(e).split())}") from e
+
+
+def write_model_config(directory, config, model):
+    """Writes `config` as `directory/model_config.json` and `model`'s weights as
+    `directory/model.weights.h5` (`keras_googlenet.save_model_folder`), after
+    `check_model_config`.
+
+    Returns:
+        The path of `model_config.json`.
+
+    Raises:
+        ExportError: As `check_model_config`.
+    """
+    check_model_config(config, model)
+    save_model_folder(model, directory, config)
+    return os.path.join(directory, MODEL_CONFIG_FILE)

@@ -9,7 +9,12 @@ import numpy as np
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.export.errors import export_directory
-from keras_googlenet.export.labels import resolve_labels, write_labels, write_model_config
+from keras_googlenet.export.labels import (
+    check_model_config,
+    resolve_labels,
+    write_labels,
+    write_model_config,
+)
 from keras_googlenet.export.serving import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -64,7 +69,8 @@ def export_saved_model(model, directory, labels=None, *, head=MAIN_HEAD, overwri
         labels: Class names in output order, or None (labels `"0"`, `"1"`, ...).
         head: `"main"` (default), `"aux1"` or `"aux2"` (early-exit network).
         overwrite: Replace an existing non-empty `directory`.
-        config: The model's `GoogLeNetConfig`, written as `model_config.json`.
+        config: The model's `GoogLeNetConfig`, written as `model_config.json` with the
+            model's weights as `model.weights.h5`.
 
     Returns:
         The absolute path of `directory`.
@@ -78,6 +84,8 @@ def export_saved_model(model, directory, labels=None, *, head=MAIN_HEAD, overwri
         raise ValueError(f"`head` must be one of {list(HEADS)}. Received: head={head!r}")
     deployment_model(model, head)  # validate before touching the disk
     labels = resolve_labels(labels, num_classes(model, head))
+    if config is not None:
+        check_model_config(config, model)
     directory = os.path.abspath(os.fspath(directory))
     with export_directory(directory, overwrite) as tmp:
         if config is not None:

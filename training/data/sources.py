@@ -14,8 +14,9 @@ import sys
 
 import numpy as np
 
+from keras_googlenet.fileio import label_forbidden_characters
 from keras_googlenet.images import resize_images
-from training.data.archives import control_characters, resolve_data_dir
+from training.data.archives import resolve_data_dir
 from training.data.decoding import decode_files
 from training.data.errors import DataError
 from training.data.splits import limit, stratified_split, take_share
@@ -228,8 +229,9 @@ def class_folders(split_dir):
     """Sorted names of the non-hidden sub-folders of `split_dir` (the classes).
 
     Raises:
-        DataError: If there are none, or a name holds a control character (a
-            newline, a tab, ...): such names cannot be written in the run's
+        DataError: If there are none, or a name holds a control or format
+            character (a newline, a tab, U+202E, ...:
+            `keras_googlenet.fileio.label_forbidden_characters`): such names cannot be written in the run's
             label files, so they are refused before anything is trained.
     """
     classes = sorted(
@@ -238,7 +240,7 @@ def class_folders(split_dir):
     if not classes:
         raise DataError(f"{split_dir} has no class folders (expected {split_dir.name}/<class>/)")
     for name in classes:
-        if control_characters(name):
+        if label_forbidden_characters(name):
             raise DataError(f"class folder {name!r} in {split_dir} has a control character in "
                             "its name; rename it")
     return classes
