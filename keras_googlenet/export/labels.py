@@ -46,14 +46,15 @@ def resolve_labels(labels, classes):
     for label in labels:
         if not label.strip() or "\n" in label or "\r" in label:
             raise ExportError(f"Invalid label {label!r}: labels must be non-empty single lines.")
-        if label_forbidden_characters(label):
-            raise ExportError(
-                f"Invalid label {label!r}: it holds the control or format character(s) "
-                f"{label_forbidden_characters(label)!r}, which training refuses in class names.")
         try:
             label.encode("utf-8")
         except UnicodeEncodeError as e:  # lone surrogates (undecodable bytes)
             raise ExportError(f"Invalid label {label!r}: not valid UTF-8 text.") from e
+        forbidden = label_forbidden_characters(label)
+        if forbidden:
+            raise ExportError(
+                f"Invalid label {label!r}: it holds the control or format character(s) "
+                f"{forbidden!r}, which training refuses in class names.")
     return labels
 
 
