@@ -1,4 +1,4 @@
-"""Tests of the GoogLeNet model package (issue 2). Backend-agnostic: CI runs this
+"""Tests of the GoogLeNet model package. Backend-agnostic: CI runs this
 file under TensorFlow, JAX and PyTorch (`KERAS_BACKEND=...`)."""
 
 import numpy as np
@@ -401,3 +401,31 @@ def test_torchvision_options_pool_like_pytorch_on_odd_sides():
     assert model.get_layer("inception_3a_5x5").kernel_size == (3, 3)
     out = keras.ops.convert_to_numpy(model(_images(2, size=99), training=False))
     assert out.shape == (2, 3) and np.isfinite(out).all()
+
+
+# ---- the shipped CIFAR-10 weights on every backend --------------------------
+
+
+def test_the_shipped_cifar10_weights_compute_the_same_logits_on_every_backend():
+    """`weights="cifar10"` on this backend against the logits recorded on TensorFlow
+    (`tools/ship_cifar10.py`) for real held-out CIFAR-10 images."""
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+    from training_helpers import CIFAR_ARCHIVE, REPO
+
+    record = json.loads((REPO / "benchmarks" / "results" / "cifar10_w05"
+                         / "shipped_weights.json").read_text())["sample"]
+    expected = np.asarray(record["logits_first_images"], np.float32)
+    wanted = {name: i for i, name in enumerate(record["files"][:len(expected)])}
+    images = [None] * len(wanted)
+    with tarfile.open(CIFAR_ARCHIVE, "r|xz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                data = tar.extractfile(member).read()
+                images[wanted[member.name]] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    logits = GoogLeNet(weights="cifar10").predict(np.stack(images).astype("float32"), verbose=0)
+    np.testing.assert_allclose(logits, expected, atol=2e-3 * np.abs(expected).max())
+    assert (logits.argmax(-1) == expected.argmax(-1)).all()
