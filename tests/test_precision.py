@@ -59,27 +59,31 @@ def test_bf16_is_kept_only_when_measured_faster_beyond_noise(float32_s, bf16_s, 
     assert f"{float32_s / bf16_s:.2f}x float32" in reason
 
 
-def test_the_measurement_is_cached_per_cpu_and_network(tmp_path):
+def test_the_measurement_is_cached_per_cpu_and_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_GOOGLENET_CACHE", str(tmp_path / "cache"))
     calls = []
 
     def measure(config):
         calls.append(config.width)
         return 1.0, 1.0 / (1.5 if config.width == 0.5 else 0.8)
 
-    first = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), None, measure_fn=measure)
-    again = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), None, measure_fn=measure)
-    other = precision.calibrate(_bf16_by_rule(tmp_path, width=1.0), None, measure_fn=measure)
+    first = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), measure_fn=measure)
+    again = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), measure_fn=measure)
+    other = precision.calibrate(_bf16_by_rule(tmp_path, width=1.0), measure_fn=measure)
     assert calls == [0.5, 1.0]  # the second run of the same network measured nothing
     assert first.precision == again.precision == "mixed_bfloat16"
     assert "1.50x float32" in first.precision_reason and "cached in" in again.precision_reason
     assert other.precision == "float32" and "0.80x float32" in other.precision_reason
     cache = json.loads((tmp_path / "cache" / precision.CACHE_FILE).read_text())
     assert len(cache) == 2 and all("avx512" in key or "cpu" in key for key in cache)
-    # Not measured: an explicit precision, a GPU, a float32 choice by rule.
+    # Not measured: an explicit precision, a GPU's choice, a float32 choice by rule.
     explicit = dataclasses.replace(first, precision_reason=None)
-    assert precision.calibrate(explicit, None, measure_fn=measure) is explicit
-    assert precision.calibrate(_bf16_by_rule(tmp_path), 9.0, measure_fn=measure).precision == (
-        "mixed_bfloat16")
+    assert precision.calibrate(explicit, measure_fn=measure) is explicit
+    gpu = _bf16_by_rule(tmp_path, precision_reason="auto: GPU compute capability 9 >= 8.0")
+    assert precision.calibrate(gpu, measure_fn=measure) is gpu
+    by_rule = _bf16_by_rule(tmp_path, precision="float32",
+                            precision_reason="auto: CPU has no bf16 units (amx_bf16 or ...)")
+    assert precision.calibrate(by_rule, measure_fn=measure) is by_rule
     assert calls == [0.5, 1.0]
 
 
@@ -89,7 +93,7 @@ def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path):
     run_dir = tmp_path / "runs" / started.name
     run_dir.mkdir(parents=True)
     started.save(run_dir / "config.json")
-    resumed = precision.calibrate(_bf16_by_rule(tmp_path), None,
+    resumed = precision.calibrate(_bf16_by_rule(tmp_path),
                                   measure_fn=lambda c: pytest.fail("measured again"))
     assert (resumed.precision, resumed.precision_reason) == (
         "float32", "auto: CPU has bf16 units, but ...")

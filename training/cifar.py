@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
-from keras_googlenet.environment import accelerator, tensorflow_available
+from keras_googlenet.environment import tensorflow_available
 from keras_googlenet.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
@@ -103,7 +103,7 @@ def train(config, callbacks=()):
     """
     started = time.time()
     initialize(config)  # --strategy multi-worker: before anything else uses the backend
-    config = calibrate(config.resolve(), accelerator()[1])
+    config = calibrate(config.resolve())
     check_same_settings(config)
     callbacks = [*callbacks, *process_callbacks()]  # multi-worker: print the weights' digest
     if not is_chief():

@@ -8,7 +8,7 @@ of `keras_googlenet.environment.auto_precision` picks `mixed_bfloat16` on a CPU,
 blocks, image size and batch size) in float32 and in `mixed_bfloat16`, interleaved,
 and keeps bf16 only when it is at least `MIN_SPEEDUP` times faster. The answer is
 cached per CPU model and flags, TensorFlow and Keras version and network shape
-(`precision.json` in the project's cache folder), so it is measured once per
+(`precision.json` in the machine's cache folder), so it is measured once per
 machine kind and setting, and a resumed run keeps the precision it started with.
 """
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from keras_googlenet.environment import cpu, package_versions
 from keras_googlenet.fileio import atomic_write_json
-from training.data.archives import cache_root
 
 #: bf16 is kept only when float32 steps take at least this many times as long:
 #: below it the gain is within the noise of a shared machine, and auto must
@@ -32,10 +31,10 @@ CACHE_FILE = "precision.json"
 BF16 = "mixed_bfloat16"
 
 
-def needs_calibration(config, gpu):
-    """Whether `config` (resolved) is an auto choice of bf16 on a CPU."""
-    return (gpu is None and config.precision == BF16
-            and (config.precision_reason or "").startswith("auto: CPU has"))
+def needs_calibration(config):
+    """Whether `config` (resolved) is an auto choice of bf16 by the CPU rule (GPUs have
+    reasons of their own, `keras_googlenet.environment.auto_precision`)."""
+    return config.precision == BF16 and (config.precision_reason or "").startswith("auto: CPU has")
 
 
 def cache_key(config):
@@ -113,19 +112,25 @@ def _started_run(config):
     return saved if isinstance(reason, str) and reason.startswith("auto:") else None
 
 
-def calibrate(config, gpu, log=print, measure_fn=measure):
+def calibrate(config, log=print, measure_fn=measure):
     """`config` with `precision` decided by measurement where the CPU rule picked bf16.
 
     Returns `config` unchanged unless `needs_calibration`. A cached answer (same
-    CPU, versions and network shape) is reused without measuring.
+    CPU, versions and network shape) is reused without measuring. The cache is
+    the machine's (`$KERAS_GOOGLENET_CACHE`, else `~/.cache/keras_googlenet`),
+    not `--cache-dir`, which holds a run's extracted archives.
     """
-    if not needs_calibration(config, gpu):
+    if not needs_calibration(config):
         return config
     started = _started_run(config)
     if started is not None:  # resuming: the precision the run started with
         return dataclasses.replace(config, precision=started.precision,
                                    precision_reason=started.precision_reason)
-    path = cache_root(config.cache_dir) / CACHE_FILE
+    # Imported here: the training.data package imports TensorFlow, which must
+    # come after the CLI has quieted its start-up logging.
+    from training.data.archives import cache_root
+
+    path = cache_root() / CACHE_FILE
     key = cache_key(config)
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))
