@@ -11,6 +11,7 @@ import numbers
 import os
 import shutil
 
+import keras
 import numpy as np
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
@@ -214,8 +215,11 @@ def export(model, directory, *, formats=FORMATS, labels=None, config=None, head=
         raise ExportError(f"seed must be an integer >= 0; got {seed!r}.")
     directory = os.path.abspath(os.fspath(directory))
     check_export_destination(directory, overwrite)
+    if isinstance(model, keras.Model):  # not: check_exportable says what is wrong with it
+        # The float32 copy once, before anything derives from it, so that the checks
+        # and every artifact reuse it instead of copying a bf16 model again each.
+        model = float32_model(model)
     deploy, hw = check_exportable(model, head, source)
-    model = float32_model(model)  # once here, so that every artifact reuses the copy
     classes = num_classes(model, head)
     labels = resolve_labels(labels, classes)
     if config is not None:
