@@ -93,8 +93,10 @@ def main(argv=None):
     size = args.image_size
     calibration = rng.integers(0, 256, (32, size, size, 3), dtype=np.uint8)
     image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    rows, runners = [], {}
+    rows, runners, paths = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
+        # Every conversion before the first LiteRT interpreter, as the exporter
+        # does (keras_googlenet.export.exporter._tflite_rows says why).
         for name, model in _models(args).items():
             for fmt in args.formats:
                 flatbuffer = convert_model(model, fmt, calibration_images=calibration)
@@ -102,14 +104,16 @@ def main(argv=None):
                 with open(path, "wb") as f:
                     f.write(flatbuffer)
                 gpu = gpu_compatibility(path)
+                paths.append(path)
                 rows.append({"model": name, "format": fmt, "size_bytes": len(flatbuffer),
                              "params": int(model.count_params()),
                              "multiply_adds": count_flops(model),
                              "gpu_delegate": gpu["compatible"], "gpu_flagged": gpu["flagged"],
                              "full_integer": integer_only(flatbuffer)["full_integer"],
                              "latency_ms": {}, "latency_ms_repeats": {}})
-                for threads in args.threads:
-                    runners[(len(rows) - 1, threads)] = LiteRTClassifier(path, num_threads=threads)
+        for index, path in enumerate(paths):
+            for threads in args.threads:
+                runners[(index, threads)] = LiteRTClassifier(path, num_threads=threads)
         times = {key: [] for key in runners}
         for _ in range(args.repeats):  # interleaved: every file once per round
             for key, runner in runners.items():

@@ -115,7 +115,7 @@ def _default_metadata(directory, head, hw, classes):
 
 def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_y, *, threads,
                  repeats, log, directory, embed):
-    rows = []
+    converted = []
     # The batch-1 SavedModel the converter reads: beside the export, not in the
     # system temp folder, so that a kill leaves it where the next export of
     # `directory` deletes it (keras_googlenet.fileio.remove_stale_siblings).
@@ -133,25 +133,31 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
             file = tflite_filename(fmt)
             data = flatbuffer if embed is None else embed(flatbuffer)
             atomic_write_bytes(os.path.join(tmp, file), data)
-            runner = LiteRTClassifier(os.path.join(tmp, file), num_threads=threads)
-            gpu = gpu_compatibility(os.path.join(tmp, file))
-            log(gpu_line(file, gpu))
-            rows.append({
-                "format": fmt,
-                "file": file,
-                "size_bytes": len(data),
-                "metadata_bytes": len(data) - len(flatbuffer),
-                "runtime": f"LiteRT Interpreter (XNNPACK), num_threads={threads}",
-                "latency_ms": runner.latency_ms(sample[0], repeats=repeats),
-                **compare(runner.predict(sample), reference, sample_y),
-                **runner.io_contract(),
-                "ops": tflite_ops(flatbuffer),
-                "gpu_delegate": gpu,
-                "integer": integer_only(flatbuffer),
-            })
+            converted.append((fmt, file, flatbuffer, data))
     finally:
         for path in batch1.values():
             shutil.rmtree(path, ignore_errors=True)
+    # Every conversion before the first LiteRT interpreter: int8 calibration runs
+    # TensorFlow's own TFLite interpreter, and running it while ai_edge_litert
+    # interpreters were alive crashed a process in CI ("double free or corruption").
+    rows = []
+    for fmt, file, flatbuffer, data in converted:
+        runner = LiteRTClassifier(os.path.join(tmp, file), num_threads=threads)
+        gpu = gpu_compatibility(os.path.join(tmp, file))
+        log(gpu_line(file, gpu))
+        rows.append({
+            "format": fmt,
+            "file": file,
+            "size_bytes": len(data),
+            "metadata_bytes": len(data) - len(flatbuffer),
+            "runtime": f"LiteRT Interpreter (XNNPACK), num_threads={threads}",
+            "latency_ms": runner.latency_ms(sample[0], repeats=repeats),
+            **compare(runner.predict(sample), reference, sample_y),
+            **runner.io_contract(),
+            "ops": tflite_ops(flatbuffer),
+            "gpu_delegate": gpu,
+            "integer": integer_only(flatbuffer),
+        })
     return rows
 
 
