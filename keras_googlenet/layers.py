@@ -180,3 +180,31 @@ class BatchNormalization(keras.layers.BatchNormalization):
         config = super().get_config()
         config["fused"] = self.fused
         return config
+
+
+class FlatHeNormal(keras.initializers.HeNormal):
+    """`keras.initializers.HeNormal`, drawn as a flat sample of a power-of-two size.
+
+    The same distribution (truncated normal, stddev `sqrt(2 / fan_in) / .8796`).
+    Why: on JAX every new shape compiles its own sampling kernel (0.5-1 s each on
+    a 2-core CPU) and GoogLeNet has about sixty kernel shapes, so building the
+    model took 30-40 s there. Drawing `2**k` values and cutting them to shape on
+    the host compiles one kernel per power of two (about fifteen) instead
+    (`benchmarks/results/model_build_time.json`). `conv_block` builds with it and
+    then hands the layer Keras's own `HeNormal`, which is what `get_config` and
+    saved files record, so a saved model names no class of ours for it.
+    """
+
+    def __call__(self, shape, dtype=None):
+        import math
+
+        import numpy as np
+
+        size = math.prod(shape)
+        fan_in = max(1, math.prod(shape[:-1]))  # kernel (..., in, out): all but the last axis
+        stddev = math.sqrt(self.scale / fan_in) / 0.87962566103423978
+        flat = keras.random.truncated_normal(
+            (1 << max(size - 1, 0).bit_length(),), dtype="float32", seed=self.seed)
+        values = np.asarray(ops.convert_to_numpy(flat))[:size].reshape(shape) * stddev
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        return values if dtype == "float32" else ops.cast(values, dtype)

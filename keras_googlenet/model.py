@@ -32,7 +32,7 @@ from keras_googlenet.architecture import (
     scale_channels,
 )
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.layers import BatchNormalization, LocalResponseNormalization
+from keras_googlenet.layers import BatchNormalization, FlatHeNormal, LocalResponseNormalization
 from keras_googlenet.weights import load_weights, resolve_arguments, validate_weights
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
@@ -49,7 +49,7 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, padding="
     replaces it); with `batch_norm=False` it has one, as in the 2014 network.
     The convolution layer is called `name`, the others `name_bn` and `name_relu`.
     """
-    x = layers.Conv2D(
+    conv = layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -57,9 +57,11 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, padding="
         use_bias=not batch_norm,
         # Departure from the paper (which predates it): He initialisation, the
         # standard for ReLU networks trained from scratch.
-        kernel_initializer="he_normal",
+        kernel_initializer=FlatHeNormal(),
         name=name,
-    )(x)
+    )
+    x = conv(x)
+    conv.kernel_initializer = keras.initializers.HeNormal()  # what the config records
     if batch_norm:
         # keras_googlenet's BatchNormalization: Keras's, with a fused training
         # kernel on TensorFlow (1.18x faster training on CPU; see its docstring).

@@ -122,3 +122,23 @@ def test_batch_normalization_bad_arguments():
         strict(np.zeros((3, 7), "float32"), training=True)
     clone = kg.BatchNormalization.from_config(kg.BatchNormalization(fused=False).get_config())
     assert clone.fused is False
+
+
+def test_flat_he_normal_draws_keras_he_normal_and_saves_as_it():
+    from keras_googlenet.layers import FlatHeNormal
+
+    shape = (3, 3, 64, 96)
+    stddev = np.sqrt(2.0 / (3 * 3 * 64))  # He: variance 2 / fan_in
+    values = np.asarray(keras.ops.convert_to_numpy(FlatHeNormal(seed=3)(shape)))
+    assert values.shape == shape and values.dtype == np.float32
+    assert values.std() == pytest.approx(stddev, rel=0.03)
+    assert abs(values.mean()) < 0.01 * stddev
+    # Truncated at two standard deviations of the underlying normal, as Keras does.
+    assert np.abs(values).max() <= 2 * stddev / 0.87962566103423978 + 1e-6
+    again = keras.ops.convert_to_numpy(FlatHeNormal(seed=3)(shape))
+    np.testing.assert_array_equal(values, again)  # seeded: reproducible
+    other = keras.ops.convert_to_numpy(FlatHeNormal(seed=4)(shape))
+    assert not np.allclose(values, other)
+    model = kg.GoogLeNet(stem="cifar", classes=10, width=0.125, aux_logits=False)
+    config = model.get_layer("inception_3a_3x3").get_config()["kernel_initializer"]
+    assert (config["module"], config["class_name"]) == ("keras.initializers", "HeNormal")
