@@ -32,6 +32,19 @@ def current_backend():
     return keras.backend.backend()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard", default=None, metavar="I/N",
+        help="run only every N-th collected test, starting at the I-th (0-based); "
+             "tests/test_backends.py splits the JAX and PyTorch runs with it")
+
+
+def shard_of(items, shard):
+    """The tests of `shard` ("I/N"): every N-th item from the I-th, in collection order."""
+    index, count = (int(v) for v in shard.split("/"))
+    return items[index::count]
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
@@ -51,6 +64,10 @@ LONG_FILES = ("test_distributed_runs.py", "test_backends.py", "test_training_smo
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable
+    if config.getoption("shard"):
+        kept = shard_of(items, config.getoption("shard"))
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     backend = None
     for item in items:
         marker = item.get_closest_marker("backends")
