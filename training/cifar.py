@@ -224,10 +224,17 @@ def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
                                 replicas=replicas, resumed_from=resumed_from, scope=scope)
     except OSError as e:  # disk full, above all: every file written so far is whole
         where = f" ({e.filename})" if e.filename else ""
-        raise RunError(
-            f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
-            f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
-        ) from e
+        try:
+            kept = backup.saved_epoch()
+        except RunError:
+            kept = 0
+        if kept:
+            then = (f"the last completed epoch ({kept}) is kept in {run_dir / 'backup'}: fix "
+                    "the cause and run the same command again to resume")
+        else:
+            then = ("no epoch was backed up yet: fix the cause and run the same command again "
+                    "to start it over")
+        raise RunError(f"the run stopped: {e.strerror or e}{where}; {then}") from e
     if shared_run_dir is None:
         print_summary(results)
     return results
