@@ -94,13 +94,14 @@ def _keras_model(args):
     from keras_googlenet import build_model, inference_model
 
     if args.model:
+        from keras_googlenet.export import input_size
         from training.export import load_source, run_data
 
         source = load_source(args.model)
         model = source.model
         calibration = None
         if source.run_dir and source.run_config:
-            calibration = run_data(source.run_dir, source.run_config)[0]
+            calibration = run_data(source.run_dir, source.run_config, input_size(model))[0]
     else:
         keras.utils.set_random_seed(0)
         size = args.image_size or DEFAULT_INPUT_SIZE[args.stem]

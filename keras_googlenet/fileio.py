@@ -11,6 +11,7 @@ user creates would get (`0o666` / `0o777` minus the umask), not the private
 import contextlib
 import ctypes
 import errno
+import io
 import json
 import os
 import re
@@ -78,7 +79,9 @@ def atomic_path(path):
     """Yields a temporary sibling of `path`; renames it over `path` on success.
 
     The caller writes the file (by any means, e.g. `model.save(tmp)`). On an
-    exception the temporary file is removed and `path` is untouched.
+    exception the temporary file is removed and `path` is untouched; an
+    `OSError` that names no file (a failed `write`: a full disk) is raised
+    naming `path`.
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -90,6 +93,10 @@ def atomic_path(path):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, path) from e
     finally:
         if os.path.lexists(tmp):
             if os.path.isdir(tmp):
@@ -122,9 +129,43 @@ def atomic_save_model(model, path):
 
 
 def atomic_save_weights(model, path):
-    """`model.save_weights(path)` (a `.weights.h5` file), atomically."""
+    """`model.save_weights(path)` (a `.weights.h5` file), atomically.
+
+    The HDF5 file is built in memory and then written like any other file: a
+    write that fails inside HDF5 (a full disk, above all) leaves h5py's objects
+    broken, and the process ends in a flood of "Exception ignored" tracebacks
+    and a segmentation fault; written here, a full disk is an `OSError`
+    (`errno.ENOSPC`) that leaves `path` as it was.
+
+    Raises:
+        OSError: If the file cannot be written.
+    """
+    if not model.built:
+        raise ValueError(f"cannot save the weights of a model that is not built. Received: "
+                         f"model={model.name!r}")
+    data = _weights_h5_bytes(model)
     with atomic_path(path) as tmp:
-        model.save_weights(tmp)
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def _weights_h5_bytes(model):
+    """The bytes of `model.save_weights`'s `.weights.h5` file, made in memory.
+
+    Keras 3's own `save_weights` writes only to a path; its store accepts an
+    `io.BytesIO` (Keras uses one inside `.keras` archives), so this is
+    `keras.src.saving.saving_lib.save_weights_only` writing to one.
+    """
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getbuffer()
 
 
 def remove_stale_temporaries(directory):

@@ -8,6 +8,7 @@ imported when an image is read, so the model itself does not need it.
 """
 
 import os
+import stat
 
 import numpy as np
 
@@ -68,6 +69,13 @@ def _to_rgb(image):
     return Image.fromarray(np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1), "RGB")
 
 
+def _file_kind(mode):
+    """What a `st_mode` that is not a regular file's is, in words."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character "
+             "device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
+
+
 def decode_image(path, size):
     """Reads one image file as RGB, resized (bilinear) to `size` when it differs.
 
@@ -82,11 +90,15 @@ def decode_image(path, size):
         A `uint8` array of shape `(height, width, 3)`.
 
     Raises:
-        ImageError: If the file cannot be read or decoded (also for decompression bombs).
+        ImageError: If the file cannot be read or decoded (also for decompression
+            bombs), or is not a regular file (a FIFO, a device: refused unread).
     """
     Image = _pillow()
     h, w = _size(size)
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block, /dev/zero never end
+            raise OSError(f"not a regular file ({_file_kind(mode)})")
         with Image.open(path) as image:
             image = _to_rgb(image)
             if image.size != (w, h):

@@ -220,6 +220,35 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def check_values(weights, source):
+    """Refuses weight values that no trained network holds: NaN or infinite
+    values, or a negative BatchNorm variance (`*/moving_variance`), which load
+    without a word and then give NaN outputs.
+
+    Args:
+        weights: `(what, variable path, array)` triples; `what` names the
+            variable in the message (e.g. a state-dict key).
+        source: Where the weights come from (the `weights=` argument).
+
+    Raises:
+        ValueError: Naming the first bad variable.
+    """
+    for what, path, value in weights:
+        array = np.asarray(value)
+        if array.dtype.kind in "biu" or not array.size:
+            continue
+        array = array.astype(np.float32, copy=False)
+        bad = array.size - np.count_nonzero(np.isfinite(array))
+        if bad:
+            raise ValueError(
+                f"weights={os.fspath(source)!r}: {what} holds {bad} NaN or infinite value(s) of "
+                f"{array.size}; the weights are damaged.")
+        if path.endswith("moving_variance") and array.min() < 0:
+            raise ValueError(
+                f"weights={os.fspath(source)!r}: {what} is a BatchNorm variance and holds "
+                f"negative values (smallest {array.min():g}); a variance is >= 0.")
+
+
 def assign(model, arrays, *, source, heads=True):
     """Sets every weighted layer of `model` from `arrays`; with `heads=False`,
     all but its heads (`architecture.is_head_layer`): the backbone.
@@ -229,12 +258,19 @@ def assign(model, arrays, *, source, heads=True):
 
     Raises:
         ValueError: Naming the first layer that `arrays` lacks or whose shapes
-            differ.
+            differ, or the first key whose values are damaged (`check_values`);
+            values are checked before any layer is set.
     """
+    layers = [layer for layer in model.layers if layer.weights
+              and (heads or not architecture.is_head_layer(layer.name))]
+    check_values(((f"key {(torch_weights.torch_keys(layer.name) or [weight.path])[i]!r}",
+                   weight.path, value)
+                  for layer in layers
+                  for i, (weight, value) in enumerate(zip(layer.weights,
+                                                          arrays.get(layer.name) or []))),
+                 source)
     loaded = []
-    for layer in model.layers:
-        if not layer.weights or (not heads and architecture.is_head_layer(layer.name)):
-            continue
+    for layer in layers:
         values = arrays.get(layer.name)
         keys = torch_weights.torch_keys(layer.name) or [layer.name]
         if values is None:

@@ -98,6 +98,20 @@ def resolve_arguments(weights, arguments):
     return resolved
 
 
+def check_weights_file(weights):
+    """Raises ValueError unless the path `weights` is an existing regular file
+    (saying what it is instead: missing, a directory, a device...)."""
+    path = os.fspath(weights)
+    if os.path.isdir(path):
+        raise ValueError(
+            "The weights path is a directory, not a weights file (a model folder loads with "
+            f"keras_googlenet.load_model_folder). Received: weights={weights!r}")
+    if not os.path.exists(path):
+        raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"The weights path is not a regular file. Received: weights={weights!r}")
+
+
 def validate_weights(weights, config):
     """Checks `weights` before the model is built; returns it (a path as str).
 
@@ -111,9 +125,8 @@ def validate_weights(weights, config):
         path = os.fspath(weights)
         if path in pretrained.PRETRAINED_WEIGHTS:
             return path
-        if path.endswith(KERAS_SUFFIXES + TORCH_SUFFIXES):
-            if not os.path.isfile(path):
-                raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+        if os.path.isdir(path) or path.endswith(KERAS_SUFFIXES + TORCH_SUFFIXES):
+            check_weights_file(weights)
             if path.endswith(KERAS_SUFFIXES):
                 _check_saved_config(path, config)
             return path
@@ -150,6 +163,7 @@ def load_weights(model, weights, config):
             f"Could not load weights into this GoogLeNet configuration. "
             f"Received: weights={weights!r} ({type(e).__name__}: {e})"
         ) from e
+    pretrained.check_values(((f"variable {w.path!r}", w.path, w) for w in model.weights), weights)
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -182,8 +196,7 @@ def load_backbone_weights(model, weights="imagenet"):
             f"Received: weights={weights!r}"
         )
     if isinstance(weights, str) and weights not in pretrained.PRETRAINED_WEIGHTS:
-        if not os.path.isfile(weights):
-            raise ValueError(f"The weights file does not exist. Received: weights={weights!r}")
+        check_weights_file(weights)
     wanted = pretrained.weights_entry(weights)["arguments"]
     differing = {k: v for k, v in _visible_options(model).items() if v != wanted[k]}
     if differing:

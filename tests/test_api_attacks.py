@@ -258,6 +258,33 @@ def test_state_dict_of_hostile_tensors_is_a_value_error(tmp_path, hostile):
     assert type(info.value) is ValueError and f"key {key!r}" in str(info.value)
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("inception_3a_1x1/kernel", np.nan, "holds 1 NaN or infinite value(s)"),
+    ("main/bias", -np.inf, "holds 1 NaN or infinite value(s)"),
+    ("inception_4a_pool_proj_bn/moving_variance", -0.5,
+     "is a BatchNorm variance and holds negative values (smallest -0.5)"),
+])
+def test_keras_weights_with_impossible_values_are_refused_by_variable(
+        tmp_path, variable, value, message):
+    model = GoogLeNet(batch_norm=True, **SMALL)
+    weight = next(w for w in model.weights if w.path == variable)
+    array = keras.ops.convert_to_numpy(weight).copy()
+    array.flat[0] = value
+    weight.assign(array)
+    model.save_weights(tmp_path / "bad.weights.h5")
+    with pytest.raises(ValueError) as info:
+        GoogLeNet(batch_norm=True, weights=str(tmp_path / "bad.weights.h5"), **SMALL)
+    assert type(info.value) is ValueError
+    assert f"variable {variable!r} {message}" in str(info.value), info.value
+
+
+def test_a_directory_as_weights_is_called_a_directory(tmp_path):
+    folder = tmp_path / "w.weights.h5"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"is a directory, not a weights file .*Received: "):
+        GoogLeNet(weights=str(folder), **SMALL)
+
+
 # ---- model folders whose model_config.json is hostile ----------------------------
 
 

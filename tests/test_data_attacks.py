@@ -47,6 +47,61 @@ def test_two_classes_are_enough(tmp_path):
     assert names == ["cat", "dog"]
 
 
+@pytest.mark.parametrize("target", ["train", "root", "dog"])
+def test_a_class_folder_linked_to_its_split_or_above_is_refused(tmp_path, target):
+    """train/loop -> train/ (or the dataset root, or another class) would make a class
+    of other classes' images."""
+    root = make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=3, size=8)
+    link = root / "train" / "loop"
+    link.symlink_to({"train": root / "train", "root": root, "dog": root / "train" / "dog"}[target],
+                    target_is_directory=True)
+    with pytest.raises(DataError, match=r"class folder train/loop is a link to .*remove the link"):
+        load_arrays(folder_config(root, tmp_path))
+
+
+def test_a_class_folder_linked_elsewhere_is_a_class(tmp_path):
+    root = make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=3, size=8)
+    other = make_image_folder(tmp_path / "elsewhere", classes=("frog",), per_class=3, size=8)
+    (root / "train" / "frog").symlink_to(other / "train" / "frog", target_is_directory=True)
+    *_, names = load_arrays(folder_config(root, tmp_path))
+    assert names == ["cat", "dog", "frog"]
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev_zero", "broken_link"])
+@pytest.mark.parametrize("skip", [False, True])
+def test_what_is_not_a_regular_file_is_reported_not_read(tmp_path, capsys, special, skip):
+    """A FIFO (reading it would block), /dev/zero (never ends) or a broken link named
+    like an image is an unreadable file: reported, or skipped with a warning."""
+    import os
+
+    root = make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=3, size=8)
+    path = root / "train" / "cat" / "special.png"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero" if special == "dev_zero" else root / "missing.png")
+    config = folder_config(root, tmp_path, skip_bad_images=skip)
+    if not skip:
+        with pytest.raises(DataError, match=r"1 unreadable or non-image file\(s\) .*"
+                           r"train/cat/special\.png"):
+            load_arrays(config)
+        return
+    x_train, _, x_val, *_ = load_arrays(config)
+    assert len(x_train) + len(x_val) == 6
+    assert "warning: skipped 1 unreadable or non-image file(s) (e.g. train/cat/special.png)" in (
+        capsys.readouterr().err)
+
+
+def test_decode_image_refuses_a_fifo_without_opening_it(tmp_path):
+    import os
+
+    from keras_googlenet.images import ImageError
+
+    os.mkfifo(tmp_path / "x.png")
+    with pytest.raises(ImageError, match="not a regular file \\(a FIFO\\)"):
+        decode_image(tmp_path / "x.png", 8)
+
+
 # ---- every Pillow mode ----------------------------------------------------------------
 
 

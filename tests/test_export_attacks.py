@@ -271,3 +271,35 @@ def test_export_refuses_a_model_config_that_lies(tmp_path, capsys, change):
     assert status != 0
     assert len(err) == 1 and err[0].startswith("error: ") and "model_config.json" in err[0], err
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+# ---- a run folder whose config.json does not describe its model's input ----------------
+
+
+@pytest.mark.backends("tensorflow")
+def test_export_checks_the_runs_image_size_before_decoding(tmp_path, capsys, monkeypatch):
+    """A tampered `image_size: 4096` is refused before the run's data is decoded for
+    the int8 calibration (it decoded every image at 4096x4096 first)."""
+    from export_helpers import SIZE, tiny_config
+
+    import training.data
+    from keras_googlenet import build_model
+    from training import export as cli
+    from training.config import TrainConfig
+
+    def no_decoding(config):
+        raise AssertionError(f"decoded the run's data at image_size={config.image_size}")
+
+    monkeypatch.setattr(training.data, "load_arrays", no_decoding)
+    run = tmp_path / "run"
+    run.mkdir()
+    build_model(tiny_config()).save(run / "model.keras")
+    TrainConfig(data="synthetic", image_size=4096, stem="cifar").save(run / "config.json")
+    status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out"),
+                       "--formats", "int8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err[-1] == (
+        f"error: {run / 'config.json'}: the run's images must be the model's input size "
+        f"({SIZE}, {SIZE}). Received: image_size=4096"), err
+    assert not [line for line in err[:-1] if line.startswith("error")], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

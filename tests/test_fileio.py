@@ -1,5 +1,6 @@
 """The one atomic-write module, the environment probe and the image decoder."""
 
+import errno
 import os
 import stat
 
@@ -33,6 +34,39 @@ def test_atomic_write_replaces_and_a_failed_write_keeps_the_old_content(tmp_path
             raise RuntimeError("killed")
     assert path.read_text() == "one"
     assert os.listdir(path.parent) == ["a.txt"]  # no temporary left
+
+
+def test_a_write_error_names_the_file_and_keeps_the_old_content(tmp_path):
+    path = tmp_path / "a.txt"
+    fileio.atomic_write_text(path, "one")
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        with fileio.atomic_path(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a failed write
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+    assert path.read_text() == "one" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_atomic_save_weights_writes_what_keras_loads(tmp_path):
+    """The weights file is made in memory, then written: Keras loads it, optimizer
+    state included, as it loads its own `save_weights` file."""
+    import keras
+
+    def model():
+        m = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(3)])
+        m.compile("adam", "mse")
+        m.fit(np.ones((8, 4)), np.arange(24.0).reshape(8, 3), verbose=0)
+        return m
+
+    saved, loaded = model(), model()
+    saved.fit(np.zeros((8, 4)), np.ones((8, 3)), verbose=0)
+    fileio.atomic_save_weights(saved, tmp_path / "m.weights.h5")
+    loaded.load_weights(tmp_path / "m.weights.h5")
+    for a, b in zip(saved.weights + saved.optimizer.variables,
+                    loaded.weights + loaded.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+    assert os.listdir(tmp_path) == ["m.weights.h5"]
 
 
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755),

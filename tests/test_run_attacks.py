@@ -186,6 +186,73 @@ def test_disk_full_while_checkpointing_is_one_line_and_resumable(
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of its own (a 64 MB tmpfs): skipped where mounting is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode:
+        pytest.skip(f"mount -t tmpfs is not permitted here ({mounted.stderr.strip()})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk):
+    """Writes a file that takes all the free space of `disk`; returns it."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    assert shutil.disk_usage(disk).free < (1 << 16)
+    return filler
+
+
+@pytest.mark.parametrize("backups_before_full, kept, resumed", [
+    (0, "no epoch was backed up yet", "interrupted before it finished an epoch"),
+    (1, "the last completed epoch (1) is kept", "Resuming from the backup"),
+])
+def test_a_real_full_disk_is_one_line_and_resumable(
+        small_disk, data, capsys, monkeypatch, backups_before_full, kept, resumed):
+    """The run folder's filesystem really fills up (before the first backup's weights,
+    an HDF5 file, are written; or after it): one line, no crash, the backup intact;
+    once the space is back, the same command resumes."""
+    args = _args(small_disk, "full", data, "--epochs", "2", "--lr", "0.01")
+    real, saves, filled = AtomicBackupAndRestore._save_model, [], []
+
+    def save_then_fill(self):
+        if not backups_before_full:
+            filled.append(_fill(small_disk))
+        real(self)
+        saves.append(1)
+        if len(saves) == backups_before_full:
+            filled.append(_fill(small_disk))
+
+    monkeypatch.setattr(AtomicBackupAndRestore, "_save_model", save_then_fill)
+    assert main(args) == 1
+    *notices, error = capsys.readouterr().err.strip().splitlines()
+    # The curves are a picture: a notice says that they could not be drawn.
+    assert all(line.startswith("notice: the training curves") for line in notices), notices
+    run = small_disk / "runs" / "full"
+    assert error.startswith(f"error: the run stopped: No space left on device ({run}"), error
+    assert kept in error and "run the same command again" in error, error
+    assert not [p for p in run.rglob(".tmp-*")]
+    assert len(list((run / "backup").glob("*.weights.h5"))) == backups_before_full
+    monkeypatch.undo()
+    filled[0].unlink()  # the space is back
+    assert main(args) == 0
+    assert resumed in capsys.readouterr().out
+    rows = (run / "history.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+
+
 # ---- damaged resume state: name the file, offer --overwrite, change nothing ------------
 
 

@@ -121,14 +121,76 @@ def test_damaged_state_is_one_line_naming_the_file(searched, tmp_path, capsys, c
     assert path.name in err or "tuner" in err
 
 
+def _edit_json(path, key, value):
+    doc = json.loads(path.read_text())
+    doc[key] = value
+    path.write_text(json.dumps(doc))
+
+
+def _replace_trial_folder_by_a_file(directory):
+    trial = directory / "tuner" / "trial_0"
+    shutil.rmtree(trial)
+    trial.write_text("not a folder")
+    return trial, "is not a folder"
+
+
+def _score_not_a_number(directory):
+    path = directory / "tuner" / "trial_0" / "trial.json"
+    _edit_json(path, "score", "abc")
+    return path, "'score' is \"abc\", expected a finite number or null"
+
+
+def _ongoing_trials_a_list(directory):
+    path = directory / "tuner" / "oracle.json"
+    _edit_json(path, "ongoing_trials", ["0"])
+    return path, "'ongoing_trials' is [\"0\"], expected an object of tuner id to trial id"
+
+
+def _ongoing_trial_unknown(directory):
+    path = directory / "tuner" / "oracle.json"
+    _edit_json(path, "ongoing_trials", {"tuner0": "7"})
+    return path, "'ongoing_trials' names trial \"7\""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_replace_trial_folder_by_a_file, _score_not_a_number,
+                                    _ongoing_trials_a_list, _ongoing_trial_unknown])
+def test_extending_a_search_with_bad_state_is_refused_before_training(
+        searched, tmp_path, capsys, monkeypatch, damage):
+    """More trials on a search whose keras-tuner state is wrong: one line naming the
+    file and what was expected, before any data is read or trial trained."""
+    from training import data as training_data
+
+    directory = _copy(searched, tmp_path)
+    path, needle = damage(directory)
+    before = _snapshot(directory)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the state must be checked before the data is read")
+
+    monkeypatch.setattr(training_data, "build_datasets", no_data)
+    assert _cli_main(TINY + ["--directory", str(directory), "--max-trials", "3"]) == 1
+    _one_line_error(capsys, str(path), needle, "--overwrite")
+    assert _snapshot(directory) == before
+
+
 # ---- without a search ------------------------------------------------------------
+
+
+#: The oracle.json of a search that has run no trial.
+EMPTY_ORACLE = {
+    "ongoing_trials": {}, "hyperparameters": {"space": [], "values": {}}, "start_order": [],
+    "end_order": [], "run_times": {}, "retry_queue": [], "seed": 1, "seed_state": 1,
+    "tried_so_far": [], "id_to_hash": {},
+    "display": {"search_start": None, "trial_start": {}, "trial_number": {}},
+}
 
 
 def test_tuner_id_check_without_search_json(tmp_path):
     """A folder from before tuner_id was recorded: the creator is read from its files."""
     project = tmp_path / "tuner"
     project.mkdir()
-    (project / "oracle.json").write_text("{}")
+    (project / "oracle.json").write_text(json.dumps(EMPTY_ORACLE))
     (project / "tuner0.json").write_text("{}")
     check_tuner_state(tmp_path, "tuner0")
     with pytest.raises(SearchError, match="KERASTUNER_TUNER_ID=tuner0"):

@@ -161,6 +161,9 @@ HOSTILE_TENSORS = {
                   lambda torch: torch.quantize_per_tensor(torch.zeros(64), 0.1, 0, torch.qint8)),
     "stride0_64GiB": ("fc.weight",
                       lambda torch: torch.zeros(1).as_strided((1 << 17, 1 << 17), (0, 0))),
+    "nan": ("inception3a.branch1.conv.weight",
+            lambda torch: torch.full((64, 192, 1, 1), float("nan"))),
+    "negative_variance": ("conv1.bn.running_var", lambda torch: -torch.ones(64)),
 }
 
 

@@ -57,6 +57,7 @@ from training.run import (
     run_state,
     start_run_folder,
     trim_history,
+    write_failed,
 )
 
 #: `training.run.run_state`'s answers, by the code the chief sends the other processes.
@@ -223,11 +224,7 @@ def _train(config, started, state, extra_callbacks=(), shared_run_dir=None):
         results = _fit_and_save(model, config, data, callbacks, started=started, state=state,
                                 replicas=replicas, resumed_from=resumed_from, scope=scope)
     except OSError as e:  # disk full, above all: every file written so far is whole
-        where = f" ({e.filename})" if e.filename else ""
-        raise RunError(
-            f"the run stopped: {e.strerror or e}{where}; the last completed epoch is kept in "
-            f"{run_dir / 'backup'}: fix the cause and run the same command again to resume"
-        ) from e
+        raise write_failed(e, backup) from e
     if shared_run_dir is None:
         print_summary(results)
     return results

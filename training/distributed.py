@@ -20,10 +20,14 @@ the same (shared) folder to resume (`training.cifar`).
 """
 
 import dataclasses
+import errno
+import fcntl
 import functools
 import json
 import os
+import socket
 import sys
+import tempfile
 import threading
 import zlib
 
@@ -76,6 +80,7 @@ def initialize(config):
 
     if _jax_initialized():
         return  # this process has joined already (a second run in one process)
+    claim_process_id(config.job_addresses, config.process_id)
     # Gloo gives JAX cross-process collectives on CPU (GPUs use NCCL); it is
     # JAX 0.10's default, set here so that an older default cannot leave CPU
     # processes without collectives.
@@ -102,6 +107,92 @@ def initialize(config):
             raise ConfigError(f"{where} could not start: {one_line(e, 300)}") from e
         finally:
             jax.distributed.initialize = real
+
+
+#: The process-id locks this process holds (`claim_process_id`), by lock path.
+_CLAIMED = {}
+
+
+def process_id_lock(port, process_id):
+    """The lock file of `--process-id process_id` of the run whose coordinator
+    listens on `port` (one per host: in the temporary folder)."""
+    return os.path.join(tempfile.gettempdir(),
+                        f"keras-googlenet-{os.getuid()}-port-{port}-process-{process_id}.lock")
+
+
+def claim_process_id(job_addresses, process_id):
+    """Refuses a second process with the same `--process-id` of one run on this host.
+
+    JAX's coordination service aborts the first process (a C++ stack trace,
+    `ALREADY_EXISTS`) when a second one registers with its id; so before
+    joining, each process takes a lock on its id (`process_id_lock`, held until
+    it exits, holding its pid), and process 0 makes sure that the
+    coordinator's port is free (a program other than this one may hold it).
+
+    Args:
+        job_addresses: `--job-addresses` (the coordinator is the first address).
+        process_id: This process's `--process-id`.
+
+    Raises:
+        ConfigError: If another live process of this host has claimed the id,
+            or the coordinator's port is in use.
+    """
+    coordinator = job_addresses.split(",")[0].strip()
+    port = int(coordinator.rpartition(":")[2])
+    path = process_id_lock(port, process_id)
+    if path in _CLAIMED:
+        return
+    try:
+        lock = open(path, "a+")  # held open (and locked) until this process exits
+    except OSError:
+        lock = None  # another user's lock file: the port check below still applies
+    if lock is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            lock.seek(0)
+            pid = lock.read().strip()
+            lock.close()
+            who = f"another process (pid {pid})" if pid.isdigit() else "another process"
+            raise ConfigError(
+                f"--process-id {process_id}: {who} on this host is already process {process_id} of the run with coordinator "
+                f"{coordinator} (--job-addresses); give each process of a run its own "
+                "--process-id, from 0 to --num-processes - 1") from e
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        _CLAIMED[path] = lock
+    if process_id == 0 and not _port_free(port):
+        if path in _CLAIMED:
+            _CLAIMED.pop(path).close()  # releases the lock
+        raise ConfigError(
+            f"--process-id 0: the coordinator's port {port} ({coordinator}, --job-addresses) is "
+            "already in use on this host, by another process 0 of this run or another program; "
+            "give each process of a run its own --process-id, or choose a free port")
+
+
+def _port_free(port):
+    """Whether a listening socket may bind `port` on every interface (as JAX's
+    coordinator does). A socket in TIME_WAIT does not count; a listening one does."""
+    for family, address in ((socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this host
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return False
+                continue
+            return True
+    return True
 
 
 def _jax_initialized():

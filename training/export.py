@@ -121,13 +121,23 @@ def load_source(path):
                   run_config=run_config, model_config=model_config)
 
 
-def run_data(run_dir, run_config):
-    """The run's `(x_train, y_train, x_val, y_val, class_names)` via `training.data`."""
+def run_data(run_dir, run_config, hw):
+    """The run's `(x_train, y_train, x_val, y_val, class_names)` via `training.data`.
+
+    The run's `image_size` must be the model's input size `hw` (checked before
+    anything is decoded: a tampered `config.json` would decode the whole
+    dataset at its size first).
+    """
     from training.config import TrainConfig
     from training.data import load_arrays
 
     if run_config is None:
         raise ex.ExportError(f"Run folder {run_dir!r} has no {RUN_CONFIG_FILE}.")
+    size = run_config.get("image_size")
+    if tuple(hw) != (size, size):
+        raise ex.ExportError(
+            f"{os.path.join(run_dir, RUN_CONFIG_FILE)}: the run's images must be the model's "
+            f"input size {tuple(hw)}. Received: image_size={size!r}")
     try:
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in run_config.items() if k in names})
@@ -240,7 +250,7 @@ def _export_run(model_path, destination, *, formats, head, calibration_data, eva
         nonlocal run_arrays
         if run_arrays is None:
             log(f"Loading run data ({source.run_config.get('data', '?')}) ...")
-            run_arrays = run_data(source.run_dir, source.run_config)
+            run_arrays = run_data(source.run_dir, source.run_config, hw)
             if tuple(run_arrays[0].shape[1:3]) != hw:
                 raise ex.ExportError(
                     f"The run's images are {tuple(run_arrays[0].shape[1:3])}, the model "

@@ -141,6 +141,23 @@ def run_state(config):
     return "resume"
 
 
+def write_failed(error, backup):
+    """The `RunError` of a run stopped by the `OSError` `error` (a full disk,
+    above all), saying what its `backup` (an `AtomicBackupAndRestore`) keeps."""
+    where = f" ({error.filename})" if error.filename else ""
+    try:
+        kept = backup.saved_epoch()
+    except RunError:
+        kept = 0
+    if kept:
+        then = (f"the last completed epoch ({kept}) is kept in {backup.backup_dir}: fix the "
+                "cause and run the same command again to resume")
+    else:
+        then = ("no epoch was backed up yet: fix the cause and run the same command again to "
+                "start it over")
+    return RunError(f"the run stopped: {error.strerror or error}{where}; {then}")
+
+
 def start_run_folder(config, state, class_names, model_config):
     """Creates the run folder and writes `config.json`, `labels.txt` and
     `model_config.json`; returns the folder as a `Path`.

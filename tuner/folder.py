@@ -20,9 +20,10 @@ from pathlib import Path
 from keras_googlenet.architecture import STAGE_BLOCKS
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHTS_FILE
 from keras_googlenet.fileio import atomic_path, atomic_write_json, atomic_write_text
+from training.checks import is_int, is_num
 from training.config import RESUME_INDEPENDENT
 from tuner.chart import TRIALS_CHART, write_trials_chart
-from tuner.space import shares
+from tuner.space import SearchSpace, shares
 
 #: keras-tuner project folder inside the search folder.
 PROJECT = "tuner"
@@ -97,6 +98,124 @@ def _read_json(path):
     return doc
 
 
+def _is_str_list(value):
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_str_dict(value, valid):
+    return isinstance(value, dict) and all(valid(v) for v in value.values())
+
+
+def _is_optional_str(value):
+    return value is None or isinstance(value, str)
+
+
+#: What keras-tuner's `Oracle.set_state` reads from `oracle.json`: key, check,
+#: what is expected (its subclasses' extra keys are checked by keras-tuner).
+_ORACLE_STATE = (
+    ("ongoing_trials", lambda v: _is_str_dict(v, lambda x: isinstance(x, str)),
+     "an object of tuner id to trial id"),
+    ("hyperparameters", lambda v: isinstance(v, dict) and isinstance(v.get("space"), list)
+     and isinstance(v.get("values"), dict), 'an object with a "space" list and a "values" object'),
+    ("start_order", _is_str_list, "a list of trial ids"),
+    ("end_order", _is_str_list, "a list of trial ids"),
+    ("run_times", lambda v: _is_str_dict(v, is_int), "an object of trial id to an integer"),
+    ("retry_queue", _is_str_list, "a list of trial ids"),
+    ("seed", lambda v: v is None or is_int(v), "an integer or null"),
+    ("seed_state", lambda v: v is None or is_int(v), "an integer or null"),
+    ("tried_so_far", _is_str_list, "a list of strings"),
+    ("id_to_hash", lambda v: _is_str_dict(v, _is_optional_str), "an object of trial id to a string"),
+    ("display", lambda v: isinstance(v, dict) and _is_optional_str(v.get("search_start"))
+     and _is_str_dict(v.get("trial_start"), lambda x: isinstance(x, str))
+     and _is_str_dict(v.get("trial_number"), is_int),
+     'an object with "search_start", "trial_start" and "trial_number"'),
+)
+
+#: The statuses of a keras-tuner trial (`keras_tuner.engine.trial.TrialStatus`).
+TRIAL_STATUSES = ("RUNNING", "IDLE", "INVALID", "STOPPED", "COMPLETED", "FAILED")
+
+#: What keras-tuner's `Trial.set_state` (and `trial_rows`) reads from a
+#: `trial_<id>/trial.json`: key, check, what is expected.
+_TRIAL_STATE = (
+    ("trial_id", lambda v: isinstance(v, str), "a string"),
+    ("hyperparameters", lambda v: isinstance(v, dict) and isinstance(v.get("space"), list)
+     and isinstance(v.get("values"), dict), 'an object with a "space" list and a "values" object'),
+    ("metrics", lambda v: isinstance(v, dict) and _is_str_dict(v.get("metrics"), lambda m: (
+        isinstance(m, dict) and isinstance(m.get("direction"), str)
+        and isinstance(m.get("observations"), list))),
+     'an object with a "metrics" object of metric histories'),
+    ("score", lambda v: v is None or is_num(v), "a finite number or null"),
+    ("best_step", is_int, "an integer"),
+    ("status", lambda v: v in TRIAL_STATUSES, f"one of {', '.join(TRIAL_STATUSES)}"),
+    ("message", _is_optional_str, "a string or null"),
+)
+
+
+def _damaged(path, why):
+    return SearchError(f"{path} is damaged: {why}; pass --overwrite to start the search over")
+
+
+def _check_state(path, doc, schema):
+    for key, valid, expected in schema:
+        if key not in doc:
+            raise _damaged(path, f"it has no {key!r} (expected {expected})")
+        if not valid(doc[key]):
+            shown = json.dumps(doc[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise _damaged(path, f"{key!r} is {shown}, expected {expected}")
+
+
+def _check_trial(path, doc):
+    """Checks one `trial_<id>/trial.json` (its keys, and the searched values)."""
+    _check_state(path, doc, _TRIAL_STATE)
+    folder_id = path.parent.name[len("trial_"):]
+    if doc["trial_id"] != folder_id:
+        raise _damaged(path, f"'trial_id' is {json.dumps(doc['trial_id'])}, expected "
+                             f"{json.dumps(folder_id)} (its folder's)")
+    values = doc["hyperparameters"]["values"]
+    for name in SearchSpace().default_values():
+        if name in values and not is_num(values[name]):
+            raise _damaged(path, f"the value of {name!r} is {json.dumps(values[name])[:60]}, "
+                                 "expected a finite number")
+
+
+def check_tuner_files(project):
+    """Checks keras-tuner's state files in `project` before a search resumes from them.
+
+    keras-tuner reads them without checks, and some damage surfaces only once a
+    trial has trained (a score that is not a number) or as a crash (a `trial_*`
+    that is not a folder). Every `trial_*` must be a folder; `oracle.json` and
+    every `trial_*/trial.json` must hold what keras-tuner reads from them, and
+    the trials the oracle names must be trials of the project.
+
+    Raises:
+        SearchError: Naming the file and what was expected.
+    """
+    project = Path(project)
+    trials = set()
+    for entry in sorted(project.glob("trial_*")):
+        if not entry.is_dir():
+            raise SearchError(
+                f"{entry} is not a folder (keras-tuner keeps a trial's files in one); "
+                "pass --overwrite to start the search over")
+        path = entry / "trial.json"
+        if path.exists():
+            doc = _read_json(path)
+            _check_trial(path, doc)
+            trials.add(doc["trial_id"])
+    path = project / "oracle.json"
+    if not path.exists():
+        return
+    doc = _read_json(path)
+    _check_state(path, doc, _ORACLE_STATE)
+    for key in ("ongoing_trials", "start_order", "end_order", "retry_queue"):
+        ids = doc[key].values() if isinstance(doc[key], dict) else doc[key]
+        for trial_id in ids:
+            if trial_id not in trials:
+                raise _damaged(path, f"{key!r} names trial {json.dumps(trial_id)[:60]}, expected "
+                                     f"a trial of the project (a trial_<id>/trial.json)")
+
+
 def recorded_tuner_id(directory):
     """The KERASTUNER_TUNER_ID that created the search in `directory` (None if unknown)."""
     path = Path(directory) / "search.json"
@@ -115,11 +234,9 @@ def check_tuner_state(directory, tuner_id):
         SearchError: Naming the damaged file or the id to set.
     """
     project = Path(directory) / PROJECT
-    files = [project / "oracle.json", *sorted(project.glob("*.json")),
-             *sorted(project.glob("trial_*/trial.json"))]
-    for path in dict.fromkeys(files):
-        if path.exists():
-            _read_json(path)
+    check_tuner_files(project)
+    for path in sorted(project.glob("*.json")):
+        _read_json(path)
     if not (project / "oracle.json").exists() or (project / f"{tuner_id}.json").exists():
         return
     creator = recorded_tuner_id(directory)

@@ -232,17 +232,30 @@ def class_folders(split_dir):
         DataError: If there are none, or a name holds a control or format
             character (a newline, a tab, U+202E, ...:
             `keras_googlenet.fileio.label_forbidden_characters`): such names cannot be written in the run's
-            label files, so they are refused before anything is trained.
+            label files, so they are refused before anything is trained. Also
+            if a class folder is a link to `split_dir`, a folder above it, or
+            another folder inside it: its images would be every class's (or
+            another class's) under a label of their own.
     """
     classes = sorted(
         p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
     if not classes:
         raise DataError(f"{split_dir} has no class folders (expected {split_dir.name}/<class>/)")
+    split = split_dir.resolve()
     for name in classes:
         if label_forbidden_characters(name):
             raise DataError(f"class folder {name!r} in {split_dir} has a control character in "
                             "its name; rename it")
+        folder = split_dir / name
+        target = folder.resolve()
+        if folder.is_symlink() and (split.is_relative_to(target) or target.is_relative_to(split)):
+            what = ("itself" if target == split else "a folder inside it"
+                    if target.is_relative_to(split) else "a folder holding it")
+            raise DataError(
+                f"class folder {split_dir.name}/{name} is a link to {target} ({split_dir.name}/ "
+                f"{what}): its images would be other classes' under the label {name!r}; a class "
+                "folder must hold its own images (remove the link)")
     return classes
 
 
@@ -257,7 +270,9 @@ def list_class_files(split_dir, classes):
     """Every non-hidden file under each class folder, with its label.
 
     Not only image extensions: a stray file is decoded, found unreadable, and
-    reported (or skipped with `--skip-bad-images`) rather than silently ignored.
+    reported (or skipped with `--skip-bad-images`) rather than silently ignored;
+    so is what is not a regular file (a FIFO, a device, a broken link), which
+    the decoder refuses without reading it.
 
     Returns:
         `(files, labels)`: numpy arrays of paths and int32 labels.
@@ -266,7 +281,7 @@ def list_class_files(split_dir, classes):
     for label, name in enumerate(classes):
         found = sorted(
             str(p) for p in (split_dir / name).rglob("*")
-            if p.is_file() and not p.name.startswith(".")
+            if not p.is_dir() and not p.name.startswith(".")
         )
         if not found:
             raise DataError(f"class folder {split_dir.name}/{name} is empty")
