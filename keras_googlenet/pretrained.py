@@ -108,13 +108,13 @@ def cache_dir():
 
 def keras_arrays(weights):
     """Our layer name -> arrays for `weights` (a registry name or a `.pth` path)."""
-    import keras
-
-    channels_last = keras.config.image_data_format() == "channels_last"
+    # The arrays fit both image data formats: convolution kernels are (H, W, in,
+    # out) in both, and `keras.layers.Flatten` flattens a channels_first map in
+    # channels_last (H, W, C) order, so the auxiliary fc kernels do not change.
     name = os.fspath(weights)
     if name not in PRETRAINED_WEIGHTS:
         state = torch_weights.read_state_dict(name)
-        return torch_weights.to_keras_arrays(state, name, channels_last)
+        return torch_weights.to_keras_arrays(state, name)
     entry = PRETRAINED_WEIGHTS[name]
     if "package_file" in entry:
         shipped = os.fspath(importlib.resources.files("keras_googlenet") / entry["package_file"])
@@ -122,18 +122,15 @@ def keras_arrays(weights):
             raise ValueError(f"The weights file of weights={name!r} is missing ({shipped}); "
                              "reinstall the package.")
         arrays = _read_npz(shipped, shipped=True)
-        arrays = {layer: [a.astype("float32") for a in values] for layer, values in arrays.items()}
-        return arrays if channels_last else _to_channels_first(arrays)
+        return {layer: [a.astype("float32") for a in values] for layer, values in arrays.items()}
     cached = os.path.join(cache_dir(), entry["cache_name"])
     if os.path.isfile(cached):
         arrays = _read_npz(cached)
     else:
         path = _download(name, entry)
         state = torch_weights.read_state_dict(path)
-        arrays = torch_weights.to_keras_arrays(state, path, channels_last=True)
+        arrays = torch_weights.to_keras_arrays(state, path)
         write_npz(cached, arrays)
-    if not channels_last:  # the cache holds channels_last arrays
-        arrays = _to_channels_first(arrays)
     return arrays
 
 
@@ -167,21 +164,6 @@ def _read_npz(path, shipped=False):
             f"{' '.join(str(e).split())[:200]}); {what}."
         ) from e
     return {layer: [values[i] for i in sorted(values)] for layer, values in arrays.items()}
-
-
-def _to_channels_first(arrays):
-    """The auxiliary fc kernels' rows back in (C, H, W) order for channels_first models."""
-    side = architecture.AUX_POOL_SIDE
-    out = dict(arrays)
-    for head in architecture.AUX_HEADS:
-        layer = f"{head}_fc"
-        if layer in out:
-            kernel = out[layer][0]
-            rows = kernel.shape[0]
-            channels = rows // (side * side)
-            kernel = kernel.reshape(side, side, channels, -1).transpose(2, 0, 1, 3)
-            out[layer] = [kernel.reshape(rows, -1), *out[layer][1:]]
-    return out
 
 
 def _download(name, entry):

@@ -1,0 +1,153 @@
+"""GoogLeNet behaves like keras.applications where we claim it does.
+
+keras.applications' conventions, checked here against our model: models build
+under `keras.config.set_image_data_format("channels_first")` and compute the
+same function as in channels_last (with the same weights, including pretrained
+ones); without the top and without `input_shape` the input is `(None, None, 3)`.
+Backend-agnostic: run it under `KERAS_BACKEND=jax` and `torch` too.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_googlenet as kg
+from keras_googlenet import torch_weights
+
+
+@pytest.fixture
+def channels_first():
+    """Switches Keras to channels_first for one test and restores the format after it."""
+    before = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    yield
+    keras.config.set_image_data_format(before)
+
+
+def _images(n, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, size, size, 3)).astype("float32")
+
+
+def _nchw(images):
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def _outputs(model, images):
+    out = model.predict(images, verbose=0)
+    return out if isinstance(out, list) else [out]
+
+
+def _channels_first_twin(build, images):
+    """Outputs of `build()` in channels_last, and of its channels_first build
+    given the channels_last model's weights and the transposed images."""
+    keras.utils.set_random_seed(0)
+    last = build()
+    expected = _outputs(last, images)
+    keras.config.set_image_data_format("channels_first")
+    keras.utils.set_random_seed(1)  # other random weights, replaced below
+    first = build()
+    first.set_weights(last.get_weights())
+    return first, _outputs(first, _nchw(images)), expected
+
+
+# ---- channels_first ----------------------------------------------------------
+
+
+def _shape(size):
+    """A `size`x`size` RGB input shape in the current image data format."""
+    if keras.config.image_data_format() == "channels_last":
+        return (size, size, 3)
+    return (3, size, size)
+
+
+@pytest.mark.parametrize("arguments, size", [
+    (dict(stem="cifar", classes=10, width=0.25), 32),  # both auxiliary heads
+    (dict(batch_norm=False, width=0.25, classes=7), 64),  # the 2014 network, with LRN
+    (dict(width=0.25, **kg.TORCHVISION_OPTIONS), 67),  # ceil mode on odd sides
+])
+def test_channels_first_computes_what_channels_last_computes(channels_first, arguments, size):
+    keras.config.set_image_data_format("channels_last")
+    images = _images(2, size)
+    model, outputs, expected = _channels_first_twin(
+        lambda: kg.GoogLeNet(input_shape=_shape(size), **arguments), images)
+    assert model.input_shape == (None, 3, size, size)
+    assert len(outputs) == len(expected) == 3  # aux1, aux2, main
+    for ours, theirs in zip(outputs, expected):
+        # Compared to the outputs' scale (float32 through ~60 layers).
+        assert np.abs(theirs).max() > 1e-3
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * max(1.0, np.abs(theirs).max()))
+
+
+def test_channels_first_default_shape_and_features(channels_first):
+    model = kg.GoogLeNet(width=0.25, aux_logits=False)
+    assert model.input_shape == (None, 3, 224, 224)
+    assert model.get_layer("inception_5b").output.shape == (None, 256, 7, 7)
+    features = kg.GoogLeNet(include_top=False, stem="cifar", width=0.25, input_shape=(3, 32, 32))
+    assert features.output_shape == (None, 256, 8, 8)
+
+
+@pytest.mark.parametrize("input_shape, message", [
+    ((3, 63, 224), r"at least 64x64 .* input_shape=\(3, 63, 224\) \(channels_first\)"),
+    ((None, 224, 224), r"input channels \(axis 0 .* channels_first\)"),
+])
+def test_channels_first_bad_shapes_name_the_value(channels_first, input_shape, message):
+    with pytest.raises(ValueError, match=message):
+        kg.GoogLeNet(input_shape=input_shape, aux_logits=False)
+
+
+def test_channels_first_size_64_is_accepted(channels_first):
+    """(3, 64, 64) was read as 3 rows before: the smallest size must build."""
+    model = kg.GoogLeNet(input_shape=(3, 64, 64), width=0.25)
+    assert [o.shape for o in model.outputs] == [(None, 1000)] * 3
+
+
+def test_cifar10_weights_load_in_channels_first(channels_first):
+    keras.config.set_image_data_format("channels_last")
+    images = _images(4, 32, seed=3)
+    model, (ours,), (expected,) = _channels_first_twin(
+        lambda: kg.GoogLeNet(weights="cifar10"), images)
+    assert model.input_shape == (None, 3, 32, 32)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    # Loading itself (not set_weights) gives the channels_first model those numbers.
+    loaded = kg.GoogLeNet(weights="cifar10")
+    np.testing.assert_allclose(loaded.predict(_nchw(images), verbose=0), expected,
+                               rtol=0, atol=1e-5 * np.abs(expected).max())
+    with pytest.raises(ValueError, match=r"must be \(3, 32, 32\) \(channels_first"):
+        kg.GoogLeNet(weights="cifar10", input_shape=(32, 32, 3))
+
+
+@pytest.fixture(scope="module")
+def torchvision_pth(tmp_path_factory):
+    """A torchvision-layout GoogLeNet state dict with random values (and aux heads)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    state = {}
+    for key, shape in torch_weights.TORCH_SHAPES.items():
+        shape = tuple(1000 if d is None else d for d in shape)
+        if key.endswith("running_var"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith(".weight") and len(shape) > 1:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0, np.sqrt(2 / fan_in), shape)
+        else:
+            value = rng.normal(0, 0.1, shape)
+        state[key] = torch.from_numpy(value.astype("float32"))
+    path = tmp_path_factory.mktemp("pth") / "googlenet.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_torchvision_pth_loads_in_channels_first(channels_first, torchvision_pth):
+    """Every output (the auxiliary heads' flattened 4x4 maps too) as in channels_last."""
+    keras.config.set_image_data_format("channels_last")
+    images = _images(2, 96, seed=5)
+    last = kg.GoogLeNet(weights=torchvision_pth, aux_logits=True, input_shape=(96, 96, 3))
+    expected = _outputs(last, images)
+    keras.config.set_image_data_format("channels_first")
+    first = kg.GoogLeNet(weights=torchvision_pth, aux_logits=True, input_shape=(3, 96, 96))
+    outputs = _outputs(first, _nchw(images))
+    assert len(outputs) == 3
+    for ours, theirs in zip(outputs, expected):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
+
