@@ -217,9 +217,11 @@ def GoogLeNet(
             the image input.
         input_shape: Optional shape tuple in the image data format
             (`keras.config.image_data_format()`), e.g. `(224, 224, 3)`, or
-            `(3, 224, 224)` for channels_first. Defaults to 224x224 for the
-            ImageNet stem and 32x32 for the CIFAR stem. Sides must be at least
-            64 (ImageNet stem) or 16 (CIFAR stem); they may be `None` when there
+            `(3, 224, 224)` for channels_first. Defaults, with the top, to
+            224x224 for the ImageNet stem and 32x32 for the CIFAR stem (or the
+            pretrained weights' size); without the top, as in keras.applications,
+            to any size: `(None, None, 3)`. Known sides must be at least 64
+            (ImageNet stem) or 16 (CIFAR stem); they may be `None` when there
             are no auxiliary heads.
         pooling: Feature pooling when `include_top=False`: `None` (4D feature
             map), `"avg"` or `"max"` (2D). With `include_top=True` only `None`
@@ -294,7 +296,7 @@ def GoogLeNet(
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
     weights = validate_weights(weights, config)
 
-    input_shape = _resolve_input_shape(input_shape, input_tensor, stem)
+    input_shape = _resolve_input_shape(input_shape, input_tensor, stem, include_top)
     spatial = _spatial_shape(input_shape, batch=False)
     channels = input_shape[_channel_index()]
     if weights is not None and channels != 3:
@@ -408,13 +410,16 @@ def _max_pool_s2(x, size, ceil_mode, *, name):
     Ceil mode gives ceil((side - size) / 2) + 1 outputs: on a side where that is
     more than "valid" pooling gives, the missing window is completed with zeros
     at the end. Zeros are exact here because every pool follows a ReLU (inputs
-    >= 0). On unknown (None) sides ceil mode falls back to "same" padding, which
-    equals it on even sides.
+    >= 0). For size 2 or 3 the padding is 0 or 1; one zero at the end of every
+    side gives the same outputs (a zero never wins a max over values >= 0, and
+    the window count is ceil mode's for every side), so unknown (None) sides,
+    whose padding is not known when the model is built, are padded by 1.
     """
     sides = _spatial_shape(x)
-    if not ceil_mode or None in sides:
+    if not ceil_mode:
         return layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
-    pads = [(-(-(side - size) // 2)) * 2 + size - side for side in sides]
+    pads = [1 if side is None else (-(-(side - size) // 2)) * 2 + size - side
+            for side in sides]
     if any(pads):
         x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"{name}_pad")(x)
     return layers.MaxPooling2D(size, strides=2, padding="valid", name=name)(x)
@@ -450,9 +455,11 @@ def _head_dtype():
     return None
 
 
-def _resolve_input_shape(input_shape, input_tensor, stem):
+def _resolve_input_shape(input_shape, input_tensor, stem, include_top):
     """The model's input shape: `input_shape` (validated by GoogLeNetConfig), else
-    `input_tensor`'s, else the stem's default; raises ValueError for a bad one.
+    `input_tensor`'s, else the default: the stem's size with the top, any size
+    (`(None, None, 3)`) without it, as in keras.applications. Raises ValueError
+    for a bad one.
 
     Shapes have no batch axis and follow `keras.config.image_data_format()`:
     `(height, width, channels)` or `(channels, height, width)`.
@@ -468,7 +475,7 @@ def _resolve_input_shape(input_shape, input_tensor, stem):
                 f"{data_format}. Received: input_tensor with shape {input_tensor.shape}"
             )
     if input_shape is None:
-        size = DEFAULT_INPUT_SIZE[stem]
+        size = DEFAULT_INPUT_SIZE[stem] if include_top else None
         input_shape = (size, size, 3) if data_format == "channels_last" else (3, size, size)
     channels = input_shape[_channel_index()]
     if channels is None:

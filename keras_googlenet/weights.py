@@ -47,7 +47,7 @@ def resolve_arguments(weights, arguments, data_format="channels_last"):
 
     Returns:
         `arguments` with every `None` of `DEFAULT_ARGUMENTS` and `aux_logits`
-        resolved (and `input_shape` for weights with an input size).
+        resolved (and `input_shape` for weights with an input size, with the top).
 
     Raises:
         ValueError: If pretrained weights are asked for with an argument they
@@ -83,7 +83,7 @@ def resolve_arguments(weights, arguments, data_format="channels_last"):
     if size is not None:
         shape = resolved["input_shape"]
         wanted = (size, size, 3) if data_format == "channels_last" else (3, size, size)
-        if shape is None:
+        if shape is None and top:  # without the top, any size (keras.applications)
             resolved["input_shape"] = wanted
         elif top and tuple(shape) != wanted:
             raise ValueError(

@@ -151,3 +151,65 @@ def test_torchvision_pth_loads_in_channels_first(channels_first, torchvision_pth
     for ours, theirs in zip(outputs, expected):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
 
+
+# ---- include_top=False: any input size by default ------------------------------
+
+
+@pytest.mark.parametrize("data_format, expected", [
+    ("channels_last", (None, None, None, 3)), ("channels_first", (None, 3, None, None))])
+def test_features_without_input_shape_take_any_size(channels_first, data_format, expected):
+    keras.config.set_image_data_format(data_format)
+    model = kg.GoogLeNet(include_top=False, width=0.25)
+    assert model.input_shape == expected
+    images = _images(1, 80)
+    features = model.predict(images if data_format == "channels_last" else _nchw(images),
+                             verbose=0)
+    # 80 -> 40 (conv1) -> 20 -> 10 (stem pools) -> 5 (stage 4) -> 3 (stage 5)
+    assert features.shape == ((1, 3, 3, 256) if data_format == "channels_last" else (1, 256, 3, 3))
+    # With the top, the stem's size, as before.
+    assert kg.GoogLeNet(width=0.25).input_shape[1:] == _shape(224)
+    assert kg.GoogLeNet(width=0.25, stem="cifar").input_shape[1:] == _shape(32)
+
+
+def test_features_of_any_size_equal_those_of_a_fixed_size():
+    keras.utils.set_random_seed(0)
+    fixed = kg.GoogLeNet(include_top=False, width=0.25, input_shape=(96, 96, 3))
+    free = kg.GoogLeNet(include_top=False, width=0.25)
+    free.set_weights(fixed.get_weights())
+    images = _images(2, 96)
+    np.testing.assert_allclose(free.predict(images, verbose=0), fixed.predict(images, verbose=0),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", [67, 66])  # odd and even maps after the stride-2 layers
+def test_ceil_mode_pools_on_unknown_sides_equal_known_ones(side):
+    """torchvision's ceil_mode pools give the same features when the size is not known
+    when the model is built (its default without the top)."""
+    keras.utils.set_random_seed(0)
+    options = dict(include_top=False, width=0.25, **kg.TORCHVISION_OPTIONS)
+    fixed = kg.GoogLeNet(input_shape=(side, side, 3), **options)
+    free = kg.GoogLeNet(**options)
+    free.set_weights(fixed.get_weights())
+    images = _images(2, side)
+    expected = fixed.predict(images, verbose=0)
+    ours = free.predict(images, verbose=0)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_pretrained_features_take_any_size():
+    model = kg.GoogLeNet(weights="cifar10", include_top=False)
+    assert model.input_shape == (None, None, None, 3)
+    assert model.predict(_images(1, 48), verbose=0).shape == (1, 12, 12, 512)
+    # With the top, the weights' size.
+    assert kg.GoogLeNet(weights="cifar10").input_shape == (None, 32, 32, 3)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(input_shape=(63, 63, 3)), r"at least 64x64 for stem='imagenet'.*\(63, 63, 3\)"),
+    (dict(input_shape=(None, 40, 3)), r"at least 64x64 .*\(None, 40, 3\)"),
+    (dict(input_shape=(15, 15, 3), stem="cifar"), r"at least 16x16 for stem='cifar'.*\(15, 15, 3\)"),
+])
+def test_features_refuse_too_small_known_sizes(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        kg.GoogLeNet(include_top=False, **arguments)

@@ -184,7 +184,8 @@ def test_classifier_activation_softmax():
     "pooling, expected", [(None, (None, 8, 8, 256)), ("avg", (None, 256)), ("max", (None, 256))]
 )
 def test_include_top_false(pooling, expected):
-    model = GoogLeNet(include_top=False, stem="cifar", width=0.25, pooling=pooling)
+    model = GoogLeNet(include_top=False, stem="cifar", width=0.25, pooling=pooling,
+                      input_shape=(32, 32, 3))
     assert tuple(model.output.shape) == expected
     assert len(model.outputs) == 1
 
