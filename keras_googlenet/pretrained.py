@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from keras_googlenet import architecture, torch_weights
+from keras_googlenet import architecture, imagenet, torch_weights
 from keras_googlenet.fileio import atomic_path
 
 #: The `GoogLeNet` arguments torchvision's GoogLeNet fixes (its weights need them).
@@ -44,7 +44,7 @@ PRETRAINED_WEIGHTS = {
         "arguments": _TORCHVISION_ARGUMENTS,
         "classes": 1000,
         "input_size": None,  # any size from 64 (trained at 224)
-        "class_names": "imagenet_classes.txt",
+        "class_names": None,  # keras_googlenet.imagenet's (Keras's class index)
         "aux_heads": "untrained",
     },
     "cifar10": {
@@ -83,9 +83,10 @@ def class_names(weights):
     if entry is None:
         raise ValueError(
             f"`weights` must be one of {sorted(PRETRAINED_WEIGHTS)}. Received: weights={weights!r}")
+    if entry["class_names"] is None:  # ImageNet: the names' one home is keras_googlenet.imagenet
+        return imagenet.imagenet_class_names()
     text = (importlib.resources.files("keras_googlenet") / entry["class_names"]).read_text("utf-8")
-    # imagenet_classes.txt is "<wnid>\t<name>" per line; others are one name per line.
-    names = [line.split("\t")[-1] for line in text.splitlines()]
+    names = text.splitlines()  # one name per line
     if len(names) != entry["classes"] or not all(names):
         raise ValueError(f"keras_googlenet/{entry['class_names']} is damaged; reinstall the package")
     return names

@@ -213,3 +213,50 @@ def test_pretrained_features_take_any_size():
 def test_features_refuse_too_small_known_sizes(arguments, message):
     with pytest.raises(ValueError, match=message):
         kg.GoogLeNet(include_top=False, **arguments)
+
+
+# ---- decode_predictions: keras.applications' class names -----------------------
+
+
+def test_class_index_is_keras_own_file():
+    """The shipped file is the one keras.applications downloads (its `file_hash`)."""
+    import hashlib
+    import importlib.resources
+    import inspect
+
+    from keras.src.applications import imagenet_utils
+
+    from keras_googlenet import imagenet
+
+    data = (importlib.resources.files("keras_googlenet") / imagenet.CLASSES_FILE).read_bytes()
+    assert hashlib.md5(data).hexdigest() == imagenet.KERAS_CLASS_INDEX_MD5
+    # ... which is the hash Keras itself checks the download against.
+    assert f'file_hash="{imagenet.KERAS_CLASS_INDEX_MD5}"' in inspect.getsource(
+        imagenet_utils.decode_predictions)
+
+
+def test_decode_predictions_equals_keras_applications(monkeypatch):
+    """Same (wnid, name, score) tuples as keras.applications' decode_predictions, fed the
+    shipped file in place of its download (no internet here)."""
+    import importlib.resources
+
+    from keras.src.applications import imagenet_utils
+
+    path = importlib.resources.files("keras_googlenet") / "imagenet_class_index.json"
+    monkeypatch.setattr(imagenet_utils.file_utils, "get_file", lambda *a, **k: str(path))
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", None)
+    preds = np.random.default_rng(0).random((3, 1000)).astype("float32")
+    preds[0, [386, 134, 517, 2, 638]] = [5, 4, 3, 2, 1]  # the names that used to differ
+    theirs = keras.applications.imagenet_utils.decode_predictions(preds, top=1000)
+    ours = kg.decode_predictions(preds, top=1000)
+    assert [[(w, n) for w, n, _ in row] for row in ours] == \
+        [[(w, n) for w, n, _ in row] for row in theirs]
+    assert [name for _, name, _ in ours[0][:5]] == [
+        "African_elephant", "crane", "crane", "great_white_shark", "maillot"]
+    np.testing.assert_allclose([[s for *_, s in row] for row in ours],
+                               [[s for *_, s in row] for row in theirs], rtol=0, atol=0)
+    # One home: the pretrained registry's ImageNet names are these names.
+    from keras_googlenet import pretrained
+
+    assert pretrained.class_names("imagenet") == kg.imagenet_class_names() == [
+        n for _, n, _ in sorted(ours[1], key=lambda t: t[0])]
