@@ -260,3 +260,103 @@ def test_decode_predictions_equals_keras_applications(monkeypatch):
 
     assert pretrained.class_names("imagenet") == kg.imagenet_class_names() == [
         n for _, n, _ in sorted(ours[1], key=lambda t: t[0])]
+
+
+# ---- .keras files load with Keras alone ---------------------------------------
+
+#: Loads a .keras file in a fresh Python that never imports keras_googlenet, predicts
+#: on saved images and writes the outputs (or the error) beside them.
+_PLAIN_KERAS_LOAD = """
+import sys, numpy as np, keras
+path, images, out = sys.argv[1:4]
+try:
+    model = keras.saving.load_model(path)
+except Exception as e:
+    open(out + ".error", "w").write(f"{type(e).__name__}: {e}")
+    raise SystemExit(3)
+assert "keras_googlenet" not in sys.modules, "the check needs a process without keras_googlenet"
+outputs = model.predict(np.load(images), verbose=0)
+np.savez(out, *(outputs if isinstance(outputs, list) else [outputs]))
+"""
+
+
+def _load_with_keras_alone(tmp_path, path, images):
+    import os
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "images.npy", images)
+    out = tmp_path / "outputs.npz"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["KERAS_BACKEND"] = keras.backend.backend()
+    result = subprocess.run(
+        [sys.executable, "-c", _PLAIN_KERAS_LOAD, str(path), str(tmp_path / "images.npy"),
+         str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode == 3:
+        return (tmp_path / "outputs.npz.error").read_text()
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(out) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def test_default_model_loads_with_keras_alone(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = kg.GoogLeNet(stem="cifar", classes=10, width=0.25)
+    # Train a step so that the moving statistics are not their initial values.
+    images = _images(8, 32)
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    targets = np.eye(10, dtype="float32")[np.arange(8) % 10]
+    model.fit(images, {h: targets for h in model.output_names}, epochs=1, verbose=0)
+    path = tmp_path / "googlenet.keras"
+    model.save(path)
+    import json
+    import zipfile
+
+    config = zipfile.ZipFile(path).read("config.json").decode()
+    assert "keras_googlenet" not in config
+    assert json.loads(config)["config"]["layers"][3]["module"] == "keras.layers"
+    outputs = _load_with_keras_alone(tmp_path, path, images[:4])
+    expected = _outputs(model, images[:4])
+    assert len(outputs) == len(expected) == 3
+    for ours, theirs in zip(outputs, expected):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_lrn_model_without_the_package_names_the_import(tmp_path):
+    # (LRN is in the paper's stem only.)
+    model = kg.GoogLeNet(classes=10, width=0.125, batch_norm=False, aux_logits=False,
+                         input_shape=(64, 64, 3))
+    path = tmp_path / "googlenet_2014.keras"
+    model.save(path)
+    error = _load_with_keras_alone(tmp_path, path, _images(1, 64))
+    assert isinstance(error, str), "the 2014 network needs keras_googlenet to load"
+    assert "LocalResponseNormalization" in error and "import keras_googlenet" in error
+    # With the package, it loads and computes the same.
+    loaded = keras.saving.load_model(path)
+    images = _images(2, 64)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), rtol=0, atol=1e-5)
+
+
+def test_files_saved_with_the_old_batch_normalization_class_still_load(tmp_path):
+    """Earlier versions saved `keras_googlenet>BatchNormalization` layers."""
+    model = kg.GoogLeNet(stem="cifar", classes=10, width=0.125, aux_logits=False)
+
+    def old_class(layer):
+        if type(layer) is keras.layers.BatchNormalization:
+            return kg.BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    old = keras.models.clone_model(model, clone_function=old_class)
+    old.set_weights(model.get_weights())
+    path = tmp_path / "old.keras"
+    old.save(path)
+    import zipfile
+
+    assert "keras_googlenet>BatchNormalization" in zipfile.ZipFile(path).read(
+        "config.json").decode()
+    loaded = keras.saving.load_model(path)
+    assert any(type(l) is kg.BatchNormalization for l in loaded.layers)
+    images = _images(2, 32)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), rtol=0, atol=1e-5)
