@@ -161,19 +161,19 @@ def time_allreduce(values, repeats=10):
 
 
 def unfuse_batchnorm(model):
-    """Before/after: turns the fused training kernel of every
-    `keras_googlenet.BatchNormalization` off (`fused=False`), which leaves Keras 3's
-    own BatchNormalization, i.e. the project before the fused layer. Called before
+    """Before/after: turns the fused training kernel of every BatchNorm layer
+    (`keras_googlenet.use_fused_kernel`) off (`fused=False`), which leaves Keras 3's
+    own BatchNormalization, i.e. the project before the fused kernel. Called before
     `compile`, so the training step is traced without it."""
-    from keras_googlenet import BatchNormalization
+    import keras
 
     count = 0
     for layer in model.layers:
-        if isinstance(layer, BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization) and hasattr(layer, "fused"):
             layer.fused = False
             count += 1
     if not count:
-        raise RuntimeError("the model has no keras_googlenet.BatchNormalization layer")
+        raise RuntimeError("the model has no BatchNorm layer with a fused kernel")
 
 
 class TorchRunner:

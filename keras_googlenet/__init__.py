@@ -42,6 +42,7 @@ _LAZY = {
     "inception_block": "keras_googlenet.model",
     "BatchNormalization": "keras_googlenet.layers",
     "LocalResponseNormalization": "keras_googlenet.layers",
+    "use_fused_kernel": "keras_googlenet.layers",
     "count_flops": "keras_googlenet.utils",
     "inference_model": "keras_googlenet.utils",
     "preprocess_input": "keras_googlenet.utils",
@@ -57,9 +58,10 @@ _LAZY = {
 class _RegisterLayersAfterKeras(importlib.abc.MetaPathFinder):
     """Imports `keras_googlenet.layers` right after `keras` is first imported.
 
-    The package's layers are Keras serializables (`keras_googlenet>BatchNormalization`,
-    `keras_googlenet>LocalResponseNormalization`); `keras.saving.load_model` finds
-    them only once their module has run. The package itself imports no Keras, so
+    The package's layers are Keras serializables (`keras_googlenet>LocalResponseNormalization`
+    of the 2014 network, and `keras_googlenet>BatchNormalization` of files saved
+    by earlier versions); `keras.saving.load_model` finds them only once their
+    module has run. The package itself imports no Keras, so
     this hook registers them as soon as the program imports Keras, whatever the
     order of `import keras` and `import keras_googlenet`.
     """
@@ -130,5 +132,6 @@ __all__ = [
     "load_model_folder",
     "preprocess_input",
     "save_model_folder",
+    "use_fused_kernel",
     "validate_blocks",
 ]

@@ -1,23 +1,40 @@
 """The 1000 ImageNet classes, shipped with the package, and `decode_predictions`.
 
-`imagenet_classes.txt` lists `<wnid>\\t<name>` in torchvision's class order
-(made by `tools/make_imagenet_classes.py`), so no download is needed.
+`imagenet_class_index.json` is Keras's own ImageNet class index, byte for byte
+(the file `keras.applications.imagenet_utils.decode_predictions` downloads,
+MD5 `KERAS_CLASS_INDEX_MD5`; see `tools/make_imagenet_classes.py`): class
+index -> `[wnid, name]`, in the sorted-wnid order that torchvision's and Keras's
+ImageNet models share. So `decode_predictions` returns exactly the
+`(wnid, name, score)` tuples keras.applications returns, names such as
+`'African_elephant'` and the index's two duplicated names (`'crane'`,
+`'maillot'`) included, and no download is needed. This module is the one home
+of the ImageNet class names; `pretrained.class_names("imagenet")` reads them here.
 """
 
 import functools
 import importlib.resources
+import json
 
 import numpy as np
 
-CLASSES_FILE = "imagenet_classes.txt"
+CLASSES_FILE = "imagenet_class_index.json"
 NUM_CLASSES = 1000
+
+#: MD5 of `CLASSES_FILE`: the `file_hash` keras.applications checks its download against.
+KERAS_CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
 
 
 @functools.lru_cache(maxsize=1)
 def _classes():
+    """`((wnid, name), ...)` in output order; RuntimeError if the shipped file is damaged."""
     text = (importlib.resources.files("keras_googlenet") / CLASSES_FILE).read_text("utf-8")
-    rows = tuple(tuple(line.split("\t")) for line in text.splitlines())
-    if len(rows) != NUM_CLASSES or any(len(r) != 2 for r in rows):
+    try:
+        index = json.loads(text)
+        rows = tuple(tuple(index[str(i)]) for i in range(NUM_CLASSES))
+    except (ValueError, KeyError, TypeError):
+        rows = None
+    if (rows is None or len(index) != NUM_CLASSES
+            or any(len(r) != 2 or not all(isinstance(v, str) and v for v in r) for r in rows)):
         raise RuntimeError(f"keras_googlenet/{CLASSES_FILE} is damaged; reinstall the package")
     return rows
 

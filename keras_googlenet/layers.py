@@ -1,13 +1,25 @@
-"""Layers GoogLeNet needs that Keras does not ship.
+"""Layers GoogLeNet needs that Keras does not ship, and a fused BatchNorm step.
 
 Written with Keras 3 (`keras.ops`), so they run on the TensorFlow, JAX and PyTorch
 backends and serialize with the model (`.keras` files, `get_config`/`from_config`).
-The one backend-specific line is `BatchNormalization`'s fused training kernel,
-taken on TensorFlow only (TensorFlow is imported there, never at import time).
+The one backend-specific code is the fused BatchNorm training kernel, taken on
+TensorFlow only (TensorFlow is imported there, never at import time).
+
+`GoogLeNet`'s BatchNorm layers are Keras's own `keras.layers.BatchNormalization`
+given the fused training kernel by `use_fused_kernel`, so a saved `.keras` file
+holds only Keras's layers and loads wherever Keras is installed. Only the 2014
+network's `LocalResponseNormalization` needs this package to load.
 """
+
+import types
 
 import keras
 from keras import ops
+
+#: What a `.keras` file holding `LocalResponseNormalization` needs before
+#: `keras.saving.load_model`; stored in the layer's config, so Keras's "Could not
+#: locate class" error shows it.
+REQUIRES = "import keras_googlenet"
 
 
 @keras.saving.register_keras_serializable(package="keras_googlenet")
@@ -33,10 +45,15 @@ class LocalResponseNormalization(keras.layers.Layer):
         bias: Additive constant. Defaults to 1.0.
         data_format: `"channels_last"` or `"channels_first"`; defaults to
             `keras.config.image_data_format()`.
+        requires: Ignored; `get_config` stores `REQUIRES` there.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(self, size=5, alpha=1e-4, beta=0.75, bias=1.0, data_format=None, **kwargs):
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, bias=1.0, data_format=None, requires=None,
+                 **kwargs):
+        # `requires` (saved by get_config, ignored here) names the import that
+        # loading needs, for the error of a process that lacks it.
+        del requires
         super().__init__(**kwargs)
         if not isinstance(size, int) or size < 1 or size % 2 == 0:
             raise ValueError(
@@ -79,102 +96,153 @@ class LocalResponseNormalization(keras.layers.Layer):
             beta=self.beta,
             bias=self.bias,
             data_format=self.data_format,
+            requires=REQUIRES,
         )
         return config
 
 
-@keras.saving.register_keras_serializable(package="keras_googlenet")
-class BatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` with a fused training step on TensorFlow.
+def use_fused_kernel(layer, fused=None):
+    """Gives a `keras.layers.BatchNormalization` the fused training step on TensorFlow.
 
     Keras 3 computes BatchNorm on TensorFlow as a chain of element-wise ops
     (`moments`, then `batch_normalization`) forward and backward, for each of
     GoogLeNet's 59 BatchNorm layers (keras-team/keras-core#225, "BatchNorm is
     slow"). Keras 2 had a `fused` argument that called TensorFlow's one-kernel
-    `FusedBatchNormV3` instead; this layer brings it back: 1.18x faster training
-    of the whole network on a 2-core CPU, 1.19x-1.32x across input sizes
-    (`benchmarks/README.md`, "Keras against PyTorch" and "What was tried for
-    speed").
+    `FusedBatchNormV3` instead; this brings it back: 1.18x faster training
+    of the whole network in float32 on a 2-core CPU, 1.19x-1.32x across input
+    sizes (`benchmarks/README.md`, "Keras against PyTorch" and "What was tried
+    for speed"), and 1.19x under mixed_bfloat16
+    (`benchmarks/results/cpu_bf16_fused_batchnorm.json`).
 
-    Everything else is the Keras layer: same weights, same arguments, same
-    inference graph (so SavedModel and TFLite exports are unchanged), same update
-    rule for the moving statistics (Keras's biased batch variance, not the
-    fused kernel's Bessel-corrected one). The fused path is taken only where it
-    computes exactly what the Keras path does: TensorFlow backend, training,
-    4-D channels-last input, no mask, no renorm, not `synchronized`. Otherwise,
-    and always on JAX (where XLA fuses BatchNorm itself) and PyTorch, the Keras
-    path runs.
+    The layer keeps its class (Keras's), weights, arguments and inference graph
+    (so `.keras` files, SavedModel and TFLite exports hold Keras's own layer and
+    load without this package), and Keras's update rule for the moving
+    statistics (Keras's biased batch variance, not the fused kernel's
+    Bessel-corrected one). Only the layer object's `call` changes: the fused
+    path is taken only where it computes exactly what the Keras path does:
+    TensorFlow backend, training, 4-D channels-last input, no mask, no renorm,
+    not `synchronized`. Otherwise, and always on JAX (where XLA fuses
+    BatchNorm itself) and PyTorch, the Keras path runs. A model loaded from a
+    file trains with Keras's path unless this is applied to its layers again.
 
     Args:
+        layer: A `keras.layers.BatchNormalization` (or subclass) instance.
         fused: `None` (default) uses the fused kernel where it applies; `False`
             always uses Keras's implementation; `True` is like `None` but raises
-            a `ValueError` where the fused kernel cannot be used.
+            a `ValueError` where the fused kernel cannot be used. Stored as
+            `layer.fused`, which may be changed before the model is compiled.
+
+    Returns:
+        `layer`.
+
+    Raises:
+        ValueError: If `layer` is not a Keras BatchNormalization or `fused` is
+            not None, True or False.
+    """
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        raise ValueError(
+            f"`layer` must be a keras.layers.BatchNormalization. Received: layer={layer!r}"
+        )
+    _check_fused(fused)
+    layer.fused = fused
+    if not isinstance(layer, BatchNormalization):  # ours has the step as its `call`
+        layer.call = types.MethodType(_call_maybe_fused, layer)
+    return layer
+
+
+def _check_fused(fused):
+    if fused not in (None, True, False):
+        raise ValueError(f"`fused` must be None, True or False. Received: fused={fused!r}")
+
+
+def _call_maybe_fused(layer, inputs, training=None, mask=None):
+    """`layer.call` with the fused training kernel where `layer.fused` allows it."""
+    keras_call = super(BatchNormalization, layer).call if isinstance(
+        layer, BatchNormalization) else type(layer).call.__get__(layer)
+    if layer.fused is False or not (training and layer.trainable):
+        return keras_call(inputs, training=training, mask=mask)
+    reason = _fused_unsupported(layer, inputs, mask)
+    if reason is not None:
+        if layer.fused:
+            raise ValueError(
+                f"BatchNormalization(fused=True) cannot use the fused kernel: {reason}. "
+                f"Received: input shape {tuple(inputs.shape)}"
+            )
+        return keras_call(inputs, training=training, mask=mask)
+    return _fused_train_step(layer, inputs)
+
+
+def _fused_unsupported(layer, inputs, mask):
+    """Why the fused kernel cannot be used for this call, or None."""
+    if keras.backend.backend() != "tensorflow":
+        return f"backend is {keras.backend.backend()!r}, not 'tensorflow'"
+    if len(inputs.shape) != 4 or layer.axis not in (-1, 3):
+        return f"needs a 4-D channels-last input, got rank {len(inputs.shape)} axis {layer.axis}"
+    if mask is not None:
+        return "a mask was given"
+    if layer.renorm or layer.synchronized:
+        return "renorm and synchronized are not supported"
+    return None
+
+
+def _fused_train_step(layer, inputs):
+    import tensorflow as tf  # Only reached on the TensorFlow backend.
+
+    # As in Keras, statistics, scale and offset are float32 even under mixed
+    # precision. A bfloat16/float16 input goes into the kernel as it is: the
+    # kernel (T=bfloat16/half, U=float) accumulates in float32 and rounds only
+    # its output, which is what Keras's cast to float32 and back computes,
+    # without two casts per layer and pass (README, "bf16 on CPU").
+    x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+    channels = x.shape[-1]
+    gamma = tf.cast(layer.gamma.value, tf.float32) if layer.scale else tf.ones([channels])
+    beta = tf.cast(layer.beta.value, tf.float32) if layer.center else tf.zeros([channels])
+    y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, epsilon=layer.epsilon, data_format="NHWC",
+        is_training=True, exponential_avg_factor=1.0,
+    )
+    # The kernel returns the Bessel-corrected variance for the moving average;
+    # Keras averages the biased one (the one it normalises with). Undo it.
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    # (A single value per channel has variance 0, as in Keras.)
+    variance = tf.where(
+        count > 1.0, unbiased_variance * (count - 1.0) / count, tf.zeros_like(mean)
+    )
+    moving_mean = tf.cast(layer.moving_mean.value, tf.float32)
+    moving_variance = tf.cast(layer.moving_variance.value, tf.float32)
+    layer.moving_mean.assign(moving_mean * layer.momentum + mean * (1.0 - layer.momentum))
+    layer.moving_variance.assign(
+        moving_variance * layer.momentum + variance * (1.0 - layer.momentum)
+    )
+    return tf.cast(y, layer.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_googlenet")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` with a `fused` argument (see `use_fused_kernel`).
+
+    `GoogLeNet` no longer uses this class (its layers are Keras's own, given the
+    fused step by `use_fused_kernel`, so saved models load without this
+    package); it stays registered as `keras_googlenet>BatchNormalization` so
+    that `.keras` files saved by earlier versions load once `keras_googlenet`
+    is imported.
+
+    Args:
+        fused: As in `use_fused_kernel`.
         **kwargs: Arguments of `keras.layers.BatchNormalization`.
     """
 
     def __init__(self, fused=None, **kwargs):
         super().__init__(**kwargs)
-        if fused not in (None, True, False):
-            raise ValueError(
-                f"`fused` must be None, True or False. Received: fused={fused!r}"
-            )
+        _check_fused(fused)
         self.fused = fused
 
     def _fused_unsupported(self, inputs, mask):
         """Why the fused kernel cannot be used for this call, or None."""
-        if keras.backend.backend() != "tensorflow":
-            return f"backend is {keras.backend.backend()!r}, not 'tensorflow'"
-        if len(inputs.shape) != 4 or self.axis not in (-1, 3):
-            return f"needs a 4-D channels-last input, got rank {len(inputs.shape)} axis {self.axis}"
-        if mask is not None:
-            return "a mask was given"
-        if self.renorm or self.synchronized:
-            return "renorm and synchronized are not supported"
-        return None
+        return _fused_unsupported(self, inputs, mask)
 
     def call(self, inputs, training=None, mask=None):
-        if self.fused is False or not (training and self.trainable):
-            return super().call(inputs, training=training, mask=mask)
-        reason = self._fused_unsupported(inputs, mask)
-        if reason is not None:
-            if self.fused:
-                raise ValueError(
-                    f"BatchNormalization(fused=True) cannot use the fused kernel: {reason}. "
-                    f"Received: input shape {tuple(inputs.shape)}"
-                )
-            return super().call(inputs, training=training, mask=mask)
-        return self._fused_train_step(inputs)
-
-    def _fused_train_step(self, inputs):
-        import tensorflow as tf  # Only reached on the TensorFlow backend.
-
-        # As in Keras, statistics, scale and offset are float32 even under mixed
-        # precision. A bfloat16/float16 input goes into the kernel as it is: the
-        # kernel (T=bfloat16/half, U=float) accumulates in float32 and rounds only
-        # its output, which is what Keras's cast to float32 and back computes,
-        # without two casts per layer and pass (README, "bf16 on CPU").
-        x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
-        channels = x.shape[-1]
-        gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])
-        beta = tf.cast(self.beta.value, tf.float32) if self.center else tf.zeros([channels])
-        y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, epsilon=self.epsilon, data_format="NHWC",
-            is_training=True, exponential_avg_factor=1.0,
-        )
-        # The kernel returns the Bessel-corrected variance for the moving average;
-        # Keras averages the biased one (the one it normalises with). Undo it.
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        # (A single value per channel has variance 0, as in Keras.)
-        variance = tf.where(
-            count > 1.0, unbiased_variance * (count - 1.0) / count, tf.zeros_like(mean)
-        )
-        moving_mean = tf.cast(self.moving_mean.value, tf.float32)
-        moving_variance = tf.cast(self.moving_variance.value, tf.float32)
-        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(
-            moving_variance * self.momentum + variance * (1.0 - self.momentum)
-        )
-        return tf.cast(y, self.compute_dtype)
+        return _call_maybe_fused(self, inputs, training=training, mask=mask)
 
     def get_config(self):
         config = super().get_config()

@@ -32,7 +32,7 @@ from keras_googlenet.architecture import (
     scale_channels,
 )
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.layers import BatchNormalization, FlatHeNormal, LocalResponseNormalization
+from keras_googlenet.layers import FlatHeNormal, LocalResponseNormalization, use_fused_kernel
 from keras_googlenet.weights import load_weights, resolve_arguments, validate_weights
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
@@ -63,11 +63,12 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, padding="
     x = conv(x)
     conv.kernel_initializer = keras.initializers.HeNormal()  # what the config records
     if batch_norm:
-        # keras_googlenet's BatchNormalization: Keras's, with a fused training
-        # kernel on TensorFlow (1.18x faster training on CPU; see its docstring).
-        x = BatchNormalization(
+        # Keras's own layer (saved models load without this package), given a
+        # fused training kernel on TensorFlow (1.18x-1.19x faster training on
+        # CPU; see `use_fused_kernel`).
+        x = use_fused_kernel(layers.BatchNormalization(
             axis=_channel_axis(), momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
-        )(x)
+        ))(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -217,10 +218,14 @@ def GoogLeNet(
             `TORCHVISION_OPTIONS`) and refuse values they cannot fit.
         input_tensor: Optional Keras tensor (output of `keras.Input()`) to use as
             the image input.
-        input_shape: Optional shape tuple, e.g. `(224, 224, 3)`. Defaults to
-            224x224 for the ImageNet stem and 32x32 for the CIFAR stem. Sides must
-            be at least 64 (ImageNet stem) or 16 (CIFAR stem); they may be `None`
-            when there are no auxiliary heads.
+        input_shape: Optional shape tuple in the image data format
+            (`keras.config.image_data_format()`), e.g. `(224, 224, 3)`, or
+            `(3, 224, 224)` for channels_first. Defaults, with the top, to
+            224x224 for the ImageNet stem and 32x32 for the CIFAR stem (or the
+            pretrained weights' size); without the top, as in keras.applications,
+            to any size: `(None, None, 3)`. Known sides must be at least 64
+            (ImageNet stem) or 16 (CIFAR stem); they may be `None` when there
+            are no auxiliary heads.
         pooling: Feature pooling when `include_top=False`: `None` (4D feature
             map), `"avg"` or `"max"` (2D). With `include_top=True` only `None`
             or `"avg"` (what the head does anyway) are accepted.
@@ -275,7 +280,8 @@ def GoogLeNet(
         include_top=include_top, classes=classes, stem=stem, batch_norm=batch_norm,
         width=width, blocks=blocks, aux_logits=aux_logits, input_shape=input_shape,
         large_branch_kernel=large_branch_kernel, stage5_pool_size=stage5_pool_size,
-        stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool))
+        stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool),
+        data_format=keras.config.image_data_format())
     config = GoogLeNetConfig(
         pooling=pooling,
         classifier_activation=classifier_activation,
@@ -293,10 +299,9 @@ def GoogLeNet(
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
     weights = validate_weights(weights, config)
 
-    channel_axis = _channel_axis()
-    input_shape = _resolve_input_shape(input_shape, input_tensor, stem, channel_axis)
-    spatial = [d for i, d in enumerate(input_shape) if i != channel_axis % 3]
-    channels = input_shape[channel_axis]
+    input_shape = _resolve_input_shape(input_shape, input_tensor, stem, include_top)
+    spatial = _spatial_shape(input_shape, batch=False)
+    channels = input_shape[_channel_index()]
     if weights is not None and channels != 3:
         raise ValueError(
             "Loading `weights` needs RGB inputs with 3 channels. "
@@ -408,25 +413,37 @@ def _max_pool_s2(x, size, ceil_mode, *, name):
     Ceil mode gives ceil((side - size) / 2) + 1 outputs: on a side where that is
     more than "valid" pooling gives, the missing window is completed with zeros
     at the end. Zeros are exact here because every pool follows a ReLU (inputs
-    >= 0). On unknown (None) sides ceil mode falls back to "same" padding, which
-    equals it on even sides.
+    >= 0). For size 2 or 3 the padding is 0 or 1; one zero at the end of every
+    side gives the same outputs (a zero never wins a max over values >= 0, and
+    the window count is ceil mode's for every side), so unknown (None) sides,
+    whose padding is not known when the model is built, are padded by 1.
     """
     sides = _spatial_shape(x)
-    if not ceil_mode or None in sides:
+    if not ceil_mode:
         return layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
-    pads = [(-(-(side - size) // 2)) * 2 + size - side for side in sides]
+    pads = [1 if side is None else (-(-(side - size) // 2)) * 2 + size - side
+            for side in sides]
     if any(pads):
         x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"{name}_pad")(x)
     return layers.MaxPooling2D(size, strides=2, padding="valid", name=name)(x)
 
 
 def _channel_axis():
+    """The channel axis of a batch (`keras.config.image_data_format()`): -1 or 1."""
     return -1 if keras.config.image_data_format() == "channels_last" else 1
 
 
-def _spatial_shape(x):
-    shape = x.shape[1:3] if _channel_axis() == -1 else x.shape[2:4]
-    return tuple(shape)
+def _channel_index():
+    """The channel axis of a shape without its batch axis (an `input_shape`): 2 or 0."""
+    return 2 if keras.config.image_data_format() == "channels_last" else 0
+
+
+def _spatial_shape(x, batch=True):
+    """(height, width) of a batch `x` (a tensor or shape), or of a shape without
+    its batch axis (`batch=False`), in the image data format."""
+    shape = tuple(getattr(x, "shape", x))[1:] if batch else tuple(x)
+    channel = _channel_index()
+    return tuple(d for i, d in enumerate(shape) if i != channel)
 
 
 def _head_dtype():
@@ -441,30 +458,39 @@ def _head_dtype():
     return None
 
 
-def _resolve_input_shape(input_shape, input_tensor, stem, channel_axis):
+def _resolve_input_shape(input_shape, input_tensor, stem, include_top):
     """The model's input shape: `input_shape` (validated by GoogLeNetConfig), else
-    `input_tensor`'s, else the stem's default; raises ValueError for a bad one."""
+    `input_tensor`'s, else the default: the stem's size with the top, any size
+    (`(None, None, 3)`) without it, as in keras.applications. Raises ValueError
+    for a bad one.
+
+    Shapes have no batch axis and follow `keras.config.image_data_format()`:
+    `(height, width, channels)` or `(channels, height, width)`.
+    """
+    data_format = keras.config.image_data_format()
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
         if len(input_shape) != 3:
+            layout = "height, width, channels" if data_format == "channels_last" else (
+                "channels, height, width")
             raise ValueError(
-                "`input_tensor` must be a batch of images, (batch, height, width, channels) "
-                f"for channels_last. Received: input_tensor with shape {input_tensor.shape}"
+                f"`input_tensor` must be a batch of images, (batch, {layout}) for "
+                f"{data_format}. Received: input_tensor with shape {input_tensor.shape}"
             )
     if input_shape is None:
-        size = DEFAULT_INPUT_SIZE[stem]
-        input_shape = (size, size, 3) if channel_axis == -1 else (3, size, size)
-    channels = input_shape[channel_axis]
+        size = DEFAULT_INPUT_SIZE[stem] if include_top else None
+        input_shape = (size, size, 3) if data_format == "channels_last" else (3, size, size)
+    channels = input_shape[_channel_index()]
     if channels is None:
         raise ValueError(
-            f"The number of input channels must be known. Received: input_shape={input_shape}"
+            f"The number of input channels (axis {_channel_index()} of `input_shape` for "
+            f"{data_format}) must be known. Received: input_shape={input_shape}"
         )
     minimum = MIN_INPUT_SIZE[stem]
-    spatial = [d for i, d in enumerate(input_shape) if i != channel_axis % 3]
-    if any(d is not None and d < minimum for d in spatial):
+    if any(d is not None and d < minimum for d in _spatial_shape(input_shape, batch=False)):
         raise ValueError(
             f"Input size must be at least {minimum}x{minimum} for stem={stem!r}"
             + (" (use stem='cifar' for small images)" if stem == "imagenet" else "")
-            + f". Received: input_shape={input_shape}"
+            + f". Received: input_shape={input_shape} ({data_format})"
         )
     return input_shape

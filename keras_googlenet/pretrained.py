@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from keras_googlenet import architecture, torch_weights
+from keras_googlenet import architecture, imagenet, torch_weights
 from keras_googlenet.fileio import atomic_path
 
 #: The `GoogLeNet` arguments torchvision's GoogLeNet fixes (its weights need them).
@@ -44,7 +44,7 @@ PRETRAINED_WEIGHTS = {
         "arguments": _TORCHVISION_ARGUMENTS,
         "classes": 1000,
         "input_size": None,  # any size from 64 (trained at 224)
-        "class_names": "imagenet_classes.txt",
+        "class_names": None,  # keras_googlenet.imagenet's (Keras's class index)
         "aux_heads": "untrained",
     },
     "cifar10": {
@@ -83,9 +83,10 @@ def class_names(weights):
     if entry is None:
         raise ValueError(
             f"`weights` must be one of {sorted(PRETRAINED_WEIGHTS)}. Received: weights={weights!r}")
+    if entry["class_names"] is None:  # ImageNet: the names' one home is keras_googlenet.imagenet
+        return imagenet.imagenet_class_names()
     text = (importlib.resources.files("keras_googlenet") / entry["class_names"]).read_text("utf-8")
-    # imagenet_classes.txt is "<wnid>\t<name>" per line; others are one name per line.
-    names = [line.split("\t")[-1] for line in text.splitlines()]
+    names = text.splitlines()  # one name per line
     if len(names) != entry["classes"] or not all(names):
         raise ValueError(f"keras_googlenet/{entry['class_names']} is damaged; reinstall the package")
     return names
@@ -108,13 +109,13 @@ def cache_dir():
 
 def keras_arrays(weights):
     """Our layer name -> arrays for `weights` (a registry name or a `.pth` path)."""
-    import keras
-
-    channels_last = keras.config.image_data_format() == "channels_last"
+    # The arrays fit both image data formats: convolution kernels are (H, W, in,
+    # out) in both, and `keras.layers.Flatten` flattens a channels_first map in
+    # channels_last (H, W, C) order, so the auxiliary fc kernels do not change.
     name = os.fspath(weights)
     if name not in PRETRAINED_WEIGHTS:
         state = torch_weights.read_state_dict(name)
-        return torch_weights.to_keras_arrays(state, name, channels_last)
+        return torch_weights.to_keras_arrays(state, name)
     entry = PRETRAINED_WEIGHTS[name]
     if "package_file" in entry:
         shipped = os.fspath(importlib.resources.files("keras_googlenet") / entry["package_file"])
@@ -122,18 +123,15 @@ def keras_arrays(weights):
             raise ValueError(f"The weights file of weights={name!r} is missing ({shipped}); "
                              "reinstall the package.")
         arrays = _read_npz(shipped, shipped=True)
-        arrays = {layer: [a.astype("float32") for a in values] for layer, values in arrays.items()}
-        return arrays if channels_last else _to_channels_first(arrays)
+        return {layer: [a.astype("float32") for a in values] for layer, values in arrays.items()}
     cached = os.path.join(cache_dir(), entry["cache_name"])
     if os.path.isfile(cached):
         arrays = _read_npz(cached)
     else:
         path = _download(name, entry)
         state = torch_weights.read_state_dict(path)
-        arrays = torch_weights.to_keras_arrays(state, path, channels_last=True)
+        arrays = torch_weights.to_keras_arrays(state, path)
         write_npz(cached, arrays)
-    if not channels_last:  # the cache holds channels_last arrays
-        arrays = _to_channels_first(arrays)
     return arrays
 
 
@@ -167,21 +165,6 @@ def _read_npz(path, shipped=False):
             f"{' '.join(str(e).split())[:200]}); {what}."
         ) from e
     return {layer: [values[i] for i in sorted(values)] for layer, values in arrays.items()}
-
-
-def _to_channels_first(arrays):
-    """The auxiliary fc kernels' rows back in (C, H, W) order for channels_first models."""
-    side = architecture.AUX_POOL_SIDE
-    out = dict(arrays)
-    for head in architecture.AUX_HEADS:
-        layer = f"{head}_fc"
-        if layer in out:
-            kernel = out[layer][0]
-            rows = kernel.shape[0]
-            channels = rows // (side * side)
-            kernel = kernel.reshape(side, side, channels, -1).transpose(2, 0, 1, 3)
-            out[layer] = [kernel.reshape(rows, -1), *out[layer][1:]]
-    return out
 
 
 def _download(name, entry):

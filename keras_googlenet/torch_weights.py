@@ -7,7 +7,7 @@ torchvision's `googlenet` names its modules `conv1`, `conv2`, `conv3`,
 The conversion transposes convolution kernels (O, I, H, W) -> (H, W, I, O) and
 dense kernels (out, in) -> (in, out), and reorders the auxiliary heads' first
 fully connected layer, whose inputs PyTorch flattens as (C, H, W) and Keras
-(channels_last) as (H, W, C).
+as (H, W, C) (`keras.layers.Flatten` does so in both image data formats).
 
 Reading never runs pickled code: `torch.load(..., weights_only=True)`, which
 reads both PyTorch's zip format and its older legacy format. Every tensor must
@@ -158,13 +158,15 @@ def _check_tensor(torch, key, value, source):
                          f"{key!r} {problem}.")
 
 
-def to_keras_arrays(state, source, channels_last=True):
+def to_keras_arrays(state, source):
     """Converts a torchvision GoogLeNet state dict to Keras arrays.
+
+    The arrays fit both image data formats: `keras.layers.Flatten` flattens a
+    channels_first map in (H, W, C) order too.
 
     Args:
         state: `read_state_dict`'s output.
         source: Where it came from, for error messages.
-        channels_last: Whether the Keras model flattens (H, W, C).
 
     Returns:
         A dict of our layer name (convolutions and their `_bn` layers apart) ->
@@ -207,7 +209,7 @@ def to_keras_arrays(state, source, channels_last=True):
             value = value.transpose(2, 3, 1, 0)
         elif rank == 2:
             value = value.T
-            if layer in (f"{h}_fc" for h in architecture.AUX_HEADS) and channels_last:
+            if layer in (f"{h}_fc" for h in architecture.AUX_HEADS):
                 value = _chw_to_hwc_rows(value, key, source)
         # Keras has the convolution (`layer`) and its BatchNorm (`layer_bn`) apart.
         target = f"{layer}_bn" if _suffix(key, kind).startswith("bn.") else layer

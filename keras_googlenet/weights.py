@@ -34,7 +34,7 @@ def is_pretrained(weights):
     return pretrained.weights_entry(weights) is not None
 
 
-def resolve_arguments(weights, arguments):
+def resolve_arguments(weights, arguments, data_format="channels_last"):
     """`GoogLeNet`'s arguments with the unset ones filled in, checked against `weights`.
 
     Args:
@@ -42,10 +42,12 @@ def resolve_arguments(weights, arguments):
         arguments: The arguments pretrained weights may fix, `None` where unset:
             the keys of `DEFAULT_ARGUMENTS`, plus `batch_norm`, `include_top`,
             `aux_logits` and `input_shape`.
+        data_format: The model's image data format, which orders `input_shape`:
+            `"channels_last"` (height, width, 3) or `"channels_first"` (3, height, width).
 
     Returns:
         `arguments` with every `None` of `DEFAULT_ARGUMENTS` and `aux_logits`
-        resolved (and `input_shape` for weights with an input size).
+        resolved (and `input_shape` for weights with an input size, with the top).
 
     Raises:
         ValueError: If pretrained weights are asked for with an argument they
@@ -80,13 +82,14 @@ def resolve_arguments(weights, arguments):
     size = entry["input_size"]
     if size is not None:
         shape = resolved["input_shape"]
-        if shape is None:
-            resolved["input_shape"] = (size, size, 3)
-        elif top and tuple(shape) != (size, size, 3):
+        wanted = (size, size, 3) if data_format == "channels_last" else (3, size, size)
+        if shape is None and top:  # without the top, any size (keras.applications)
+            resolved["input_shape"] = wanted
+        elif top and tuple(shape) != wanted:
             raise ValueError(
                 f"{what} with include_top=True classify {size}x{size} images: input_shape must "
-                f"be ({size}, {size}, 3) (use include_top=False for features at other sizes). "
-                f"Received: input_shape={shape!r}"
+                f"be {wanted} ({data_format}; use include_top=False for features at other "
+                f"sizes). Received: input_shape={shape!r}"
             )
     aux = resolved["aux_logits"]
     if aux and top and entry["aux_heads"] == "absent":

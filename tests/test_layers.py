@@ -35,10 +35,16 @@ def test_local_response_normalization_matches_reference():
         kg.LocalResponseNormalization(size=4)
 
 
-def _bn_pair(shape, seed=0, **kwargs):
-    """A Keras BatchNormalization and ours, built with the same random weights."""
+def _bn_pair(shape, seed=0, attached=False, **kwargs):
+    """A Keras BatchNormalization and ours, built with the same random weights. Ours
+    is `kg.BatchNormalization`, or with `attached` a Keras layer given the fused
+    step by `kg.use_fused_kernel` (what GoogLeNet builds)."""
     rng = np.random.default_rng(seed)
-    ours = kg.BatchNormalization(momentum=0.9, epsilon=1e-3, **kwargs)
+    if attached:
+        ours = kg.use_fused_kernel(keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-3, **kwargs))
+    else:
+        ours = kg.BatchNormalization(momentum=0.9, epsilon=1e-3, **kwargs)
     ref = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, **kwargs)
     ours.build(shape)
     ref.build(shape)
@@ -49,13 +55,14 @@ def _bn_pair(shape, seed=0, **kwargs):
     return ours, ref
 
 
+@pytest.mark.parametrize("attached", [False, True])
 @pytest.mark.parametrize("shape", [(8, 5, 5, 16), (1, 1, 1, 4), (3, 7)])
-def test_batch_normalization_computes_what_keras_does(shape):
+def test_batch_normalization_computes_what_keras_does(shape, attached):
     """Training output and moving statistics equal Keras's layer's (fused kernel on
     TensorFlow for 4-D inputs; a 2-D input, batch 1 and the other backends take
     the Keras path)."""
     x = np.random.default_rng(1).normal(loc=2.0, scale=3.0, size=shape).astype("float32")
-    ours, ref = _bn_pair(shape)
+    ours, ref = _bn_pair(shape, attached=attached)
     for training in (True, False):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(ours(x, training=training)),
@@ -65,7 +72,8 @@ def test_batch_normalization_computes_what_keras_does(shape):
         for a, b in zip(ours.weights, ref.weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     # Moving statistics really moved (the comparison above is not vacuous).
-    assert not np.allclose(ours.moving_mean.numpy(), _bn_pair(shape)[0].moving_mean.numpy())
+    assert not np.allclose(ours.moving_mean.numpy(),
+                           _bn_pair(shape, attached=attached)[0].moving_mean.numpy())
 
 
 def test_batch_normalization_gradients_equal_keras():

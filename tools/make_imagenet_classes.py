@@ -1,30 +1,30 @@
-"""Writes keras_googlenet/imagenet_classes.txt, the 1000 ImageNet classes.
+"""Writes keras_googlenet/imagenet_class_index.json, the 1000 ImageNet classes.
 
-One line per class, in torchvision's class order (the sorted WordNet ids, as
-ImageFolder orders them): `<wnid>\t<name>`. The WordNet ids come from
-TensorFlow Datasets' `imagenet2012/labels.txt`, the names from torchvision's
-`torchvision.models._meta._IMAGENET_CATEGORIES`. Run once, from the repo root,
-where both packages are installed:
+The file is Keras's own ImageNet class index, byte for byte: the one
+`keras.applications.imagenet_utils.decode_predictions` downloads from
+`CLASS_INDEX_PATH` and checks against MD5 c2c37ea517e94d9795004a39431a14cb
+(`keras_googlenet.imagenet.KERAS_CLASS_INDEX_MD5`). Shipping it gives
+`keras_googlenet.decode_predictions` keras.applications' names without a
+download. Run once, from the repo root, on a machine with internet access:
 
     python tools/make_imagenet_classes.py
 """
 
-import importlib.resources
 import os
+import shutil
 
-from torchvision.models._meta import _IMAGENET_CATEGORIES
+import keras
+from keras.src.applications import imagenet_utils
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "keras_googlenet", "imagenet_classes.txt")
+from keras_googlenet.imagenet import CLASSES_FILE, KERAS_CLASS_INDEX_MD5
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "keras_googlenet", CLASSES_FILE)
 
 
 def main():
-    labels = importlib.resources.files("tensorflow_datasets") / "datasets/imagenet2012/labels.txt"
-    wnids = labels.read_text().split()
-    if len(wnids) != 1000 or wnids != sorted(wnids) or len(_IMAGENET_CATEGORIES) != 1000:
-        raise SystemExit("expected 1000 sorted WordNet ids and 1000 names")
-    with open(OUT, "w", encoding="utf-8", newline="\n") as f:
-        for wnid, name in zip(wnids, _IMAGENET_CATEGORIES):
-            f.write(f"{wnid}\t{name}\n")
+    path = keras.utils.get_file(CLASSES_FILE, imagenet_utils.CLASS_INDEX_PATH,
+                                cache_subdir="models", file_hash=KERAS_CLASS_INDEX_MD5)
+    shutil.copyfile(path, OUT)
 
 
 if __name__ == "__main__":
