@@ -232,6 +232,13 @@ def check_values(weights, source):
                 f"negative values (smallest {array.min():g}); a variance is >= 0.")
 
 
+def _describe(layer, index, weight):
+    """How an error names a layer's `index`-th weight: its torchvision key where
+    the layer has one, else the Keras variable path."""
+    keys = torch_weights.torch_keys(layer.name) or []
+    return f"key {keys[index]!r}" if index < len(keys) else f"variable {weight.path!r}"
+
+
 def assign(model, arrays, *, source, heads=True):
     """Sets every weighted layer of `model` from `arrays`; with `heads=False`,
     all but its heads (`architecture.is_head_layer`): the backbone.
@@ -246,8 +253,7 @@ def assign(model, arrays, *, source, heads=True):
     """
     layers = [layer for layer in model.layers if layer.weights
               and (heads or not architecture.is_head_layer(layer.name))]
-    check_values(((f"key {(torch_weights.torch_keys(layer.name) or [weight.path])[i]!r}",
-                   weight.path, value)
+    check_values(((_describe(layer, i, weight), weight.path, value)
                   for layer in layers
                   for i, (weight, value) in enumerate(zip(layer.weights,
                                                           arrays.get(layer.name) or []))),
