@@ -19,6 +19,8 @@ A run lives in `runs/<name>/`:
 - `best.keras`: the model of the best epoch by `val_main_accuracy` (`..._tta`
   with `--tta-flip`);
 - `model.keras`: the final three-head model (EMA weights with `--ema`);
+- `evaluation.json`, `confusion.png`: the main head's top-1/top-5, per-class
+  figures and confusion matrix on the held-out split (`training.evaluate`);
 - `results.json`: final per-head accuracy on the held-out split (also with flip
   TTA under `--tta-flip`), wall time,
   training images/s, the training phases (written last: its presence
@@ -306,6 +308,8 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
     if config.tta_flip:  # the per-epoch evaluation's TTA model, on the final weights
         [evaluation] = [c for c in callbacks if isinstance(c, HeldOutEvaluation)]
         tta = {h: _f32(a) for h, a in evaluation.accuracies(tta=True).items()}
+    from training.evaluate import evaluate_finished_training
+    report = evaluate_finished_training(model, config, data, scope)  # flip TTA with --tta-flip
     atomic_save_model(model, run_dir / "model.keras")
     # The export may replace saved_models/<name> of a run this one resumes or overwrites.
     saved_model = _export(model, config, data.class_names,
@@ -330,6 +334,7 @@ def _fit_and_save(model, config, data, callbacks, *, started, state, replicas, r
         "final_weights": "ema" if config.ema else "last epoch",
         "val_accuracy": {h: _f32(final[f"{h}_accuracy"]) for h in heads},
         **({"val_accuracy_tta": {h: tta[h] for h in heads}} if tta else {}),
+        **({"evaluation": report} if report else {}),
         "val_loss": {h: _f32(final[f"{h}_loss"]) for h in heads} | {"total": _f32(final["loss"])},
         "best_epoch": int(best["epoch"]) + 1,
         "best_metric": metric,
