@@ -1,6 +1,6 @@
 """PNG figures: drawn with matplotlib's Agg canvas, written atomically, never fatal.
 
-The project's pictures (a run's `curves.png`, a search's `trials.png`, an
+The project's pictures (a run's `curves.png` and `confusion.png`, a search's `trials.png`, an
 export's `export_report.png`) are drawn here the same way:
 
 - matplotlib is imported on first use, and only its object-oriented API: a
