@@ -327,7 +327,7 @@ def evaluate_path(path, *, data_dir=None, output_dir=None, tta_flip=None, batch_
         raise EvaluationError(one_line(e)) from e
     model, run_config, names = src.model, src.run_config, src.labels
     if names is None and path.is_file() and (path.parent / "labels.txt").is_file():
-        names = [line.rstrip("\r\n") for line in open(path.parent / "labels.txt", encoding="utf-8")]
+        names = (path.parent / "labels.txt").read_text(encoding="utf-8").splitlines()
     size = model.inputs[0].shape[1]
     if data_dir is None:
         if src.run_dir is None:
@@ -400,9 +400,10 @@ def main(argv=None):
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     top5 = report.get(f"top{TOP_K}_accuracy")
-    print(f"{report['num_images']} images ({report['source']}{', flip TTA' if report['tta_flip'] else ''}): "
-          f"top-1 {report['top1_accuracy']:.4f}" + (f", top-{TOP_K} {top5:.4f}" if top5 is not None else "")
-          + f"; {out / EVALUATION_FILE}, {out / CONFUSION_FILE}")
+    tta = ", flip TTA" if report["tta_flip"] else ""
+    print(f"{report['num_images']} images ({report['source']}{tta}): top-1 "
+          f"{report['top1_accuracy']:.4f}" + (f", top-{TOP_K} {top5:.4f}" if top5 is not None else "")
+          + f"; wrote {out / EVALUATION_FILE} and {out / CONFUSION_FILE}")
     return 0
 
 

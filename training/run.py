@@ -295,6 +295,13 @@ def print_summary(results):
         f"{results['train_images_per_second']:.0f} images/s (median of epochs) on {results['devices']} device(s).",
         f"Model: {results['model']}; SavedModel: {results['saved_model'] or 'not exported'}.",
     ]
+    evaluation = results.get("evaluation")
+    if evaluation:
+        top5 = evaluation.get("top5_accuracy")
+        lines.append(f"Evaluation (main head{', flip TTA' if evaluation['tta_flip'] else ''}): "
+                     f"top-1 {evaluation['top1_accuracy']:.4f}"
+                     + (f", top-5 {top5:.4f}" if top5 is not None else "")
+                     + f"; per-class figures in {evaluation['file']}, confusion.png.")
     print("\n".join(lines))
 
 
