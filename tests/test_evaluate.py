@@ -52,6 +52,25 @@ def test_zero_weight_padding_is_left_out(tmp_path):
     assert (report["num_images"], report["top1_accuracy"]) == (2, 1.0)
 
 
+@pytest.mark.parametrize("pipeline", ["numpy", "tf.data"])
+def test_the_training_pipelines_batches_with_labels_per_head_are_read(tmp_path, pipeline):
+    from training.data import ArrayDataset
+    from training.recipe import fan_out_labels
+
+    model = _mirror_sensitive_model()
+    x = np.zeros((5, 4, 4, 1), "float32")
+    x[:3, :, 0] = 1.0  # predicted class 0; the blank last two tie at logit 0: argmax 0 too
+    y = np.array([0, 0, 0, 1, 0], "int32")
+    if pipeline == "numpy":
+        val = ArrayDataset(x, y, 2, batch_size=2)
+    else:
+        import tensorflow as tf
+
+        val = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, 2))).batch(2)
+    report = evaluate(model, fan_out_labels(val, model.output_names), ["left", "right"], tmp_path)
+    assert report["confusion_matrix"] == [[4, 0], [1, 0]]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One finished tiny run with --tta-flip (1 epoch, 9 held-out images)."""
