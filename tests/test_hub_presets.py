@@ -8,6 +8,8 @@ TensorFlow (KerasHub's preprocessing runs in tf.data; the TFLite comparison).
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -175,3 +177,20 @@ def test_cli_preset_needs_a_model_config(model, tmp_path, capsys):
     assert not (tmp_path / "p").exists()
     assert run_export.main([str(tmp_path / "plain.keras")]) == 2
     assert "one of --name and --preset is required" in capsys.readouterr().err
+
+
+def test_import_keras_googlenet_registers_the_classes_only_once_keras_hub_is_imported(preset):
+    code = (
+        "import sys, keras_googlenet\n"
+        "assert 'keras_hub' not in sys.modules and 'keras_googlenet.hub' not in sys.modules\n"
+        "import keras_hub\n"
+        f"model = keras_hub.models.ImageClassifier.from_preset({str(preset)!r})\n"
+        "print(type(model).__module__, type(model).__name__)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (repo, os.environ.get("PYTHONPATH")) if p))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["keras_googlenet.hub", "GoogLeNetImageClassifier"]
