@@ -55,38 +55,55 @@ _LAZY = {
 }
 
 
-class _RegisterLayersAfterKeras(importlib.abc.MetaPathFinder):
-    """Imports `keras_googlenet.layers` right after `keras` is first imported.
+class _ImportAfter(importlib.abc.MetaPathFinder):
+    """Imports one of the package's modules right after `trigger` is first imported.
 
-    The package's layers are Keras serializables (`keras_googlenet>LocalResponseNormalization`
-    of the 2014 network, and `keras_googlenet>BatchNormalization` of files saved
-    by earlier versions); `keras.saving.load_model` finds them only once their
-    module has run. The package itself imports no Keras, so
-    this hook registers them as soon as the program imports Keras, whatever the
-    order of `import keras` and `import keras_googlenet`.
+    - `keras` -> `keras_googlenet.layers`: the package's layers are Keras
+      serializables (`keras_googlenet>LocalResponseNormalization` of the 2014
+      network, and `keras_googlenet>BatchNormalization` of files saved by
+      earlier versions); `keras.saving.load_model` finds them only once their
+      module has run.
+    - `keras_hub` -> `keras_googlenet.hub`: the KerasHub classes
+      (`keras_googlenet>GoogLeNetBackbone`, ...) that
+      `keras_hub.models.ImageClassifier.from_preset` looks up by name.
+
+    The package itself imports neither Keras nor KerasHub, so this hook registers
+    them as soon as the program imports the trigger, whatever the order of
+    `import keras_hub` and `import keras_googlenet`.
     """
 
+    def __init__(self, trigger, module):
+        self.trigger, self.module = trigger, module
+
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name != self.trigger:
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
+        spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
             exec_module(module)
-            importlib.import_module("keras_googlenet.layers")
+            importlib.import_module(self.module)
 
         spec.loader.exec_module = exec_then_register
         return spec
 
 
-if "keras" in sys.modules:
-    importlib.import_module("keras_googlenet.layers")
-elif not any(isinstance(f, _RegisterLayersAfterKeras) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterLayersAfterKeras())
+def _import_after(trigger, module):
+    if trigger in sys.modules:
+        importlib.import_module(module)
+    elif not any(isinstance(f, _ImportAfter) and f.trigger == trigger for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportAfter(trigger, module))
+
+
+_import_after("keras", "keras_googlenet.layers")
+_import_after("keras_hub", "keras_googlenet.hub")
+
+# Submodules reachable as attributes of the package, imported on first access.
+_SUBMODULES = ("hub",)
 
 
 def __getattr__(name):
@@ -94,11 +111,13 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:  # the import sets the package's attribute
+        return importlib.import_module(f"keras_googlenet.{name}")
     raise AttributeError(f"module 'keras_googlenet' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 __all__ = [

@@ -10,6 +10,12 @@ context: `labels.txt`, `model_config.json` (copied beside the export), and
 and held-out validation split (the accuracy check) are recomputed with
 `training.data`. `--calibration-data` and `--eval-data` take an image folder
 or an archive (extracted as `training.data` does).
+
+    python -m training.export MODEL --preset DIR
+
+writes a KerasHub preset of the model's main classifier instead (or as well,
+with `--name`) with `keras_googlenet.hub.save_preset`; MODEL then needs its
+`model_config.json` (a run folder has one). See docs/presets.md.
 """
 
 import contextlib
@@ -25,6 +31,7 @@ import numpy as np
 from keras_googlenet import export as ex
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
+from keras_googlenet.export.errors import export_directory
 from keras_googlenet.fileio import remove_stale_siblings, temporary_directory_sibling
 from training.cli import (
     OneLineParser,
@@ -290,6 +297,41 @@ def _export_run(model_path, destination, *, formats, head, calibration_data, eva
     )
 
 
+def export_preset(model_path, preset_dir, *, overwrite=False, log=print):
+    """Writes a KerasHub preset of `model_path` (a run folder) to `preset_dir`.
+
+    The folder is written whole or not at all (as exports are); the run's
+    `labels.txt` gives the preset's class names.
+
+    Returns:
+        The `keras_googlenet.hub.GoogLeNetImageClassifier` that was saved.
+
+    Raises:
+        ExportError: If the model cannot be read, has no `model_config.json`, or
+            `preset_dir` exists and `overwrite` is False.
+    """
+    destination = os.path.abspath(os.fspath(preset_dir))
+    ex.check_export_destination(destination, overwrite)
+    source = load_source(model_path)
+    if source.model_config is None:
+        raise ex.ExportError(
+            f"A preset needs the model's {MODEL_CONFIG_FILE} (a run folder has one); "
+            f"{model_path!r} has none."
+        )
+    try:
+        from keras_googlenet import hub
+    except ImportError as e:
+        raise ex.ExportError(one_line(e)) from e
+    with export_directory(destination, overwrite) as tmp:
+        try:
+            classifier = hub.save_preset(source.model, tmp, config=source.model_config,
+                                         class_names=source.labels)
+        except ValueError as e:
+            raise ex.ExportError(one_line(e)) from e
+    log(f"Wrote the KerasHub preset {destination}/")
+    return classifier
+
+
 def build_parser():
     """The command line of `python -m training.export`."""
     parser = OneLineParser(
@@ -300,7 +342,11 @@ def build_parser():
     )
     parser.add_argument("model", metavar="MODEL", help="a .keras file or a training run folder")
     out = parser.add_argument_group("output")
-    out.add_argument("--name", required=True, help="export folder name under --export-dir")
+    out.add_argument("--name", help="export folder name under --export-dir (needed unless "
+                     "--preset is given)")
+    out.add_argument("--preset", metavar="DIR",
+                     help="write a KerasHub preset of the main classifier to DIR (see "
+                     "docs/presets.md); with --name, the export is written too")
     out.add_argument("--export-dir", default="saved_models", help="default: %(default)s")
     out.add_argument("--formats", default=",".join(ex.FORMATS),
                      help="comma-separated subset of %(default)s (default: all)")
@@ -357,10 +403,18 @@ def main(argv=None):
         if not 0 <= args.seed < 2**32:
             raise UsageError(f"--seed must be from 0 to {2**32 - 1}; got {args.seed}")
         metadata = _metadata_argument(args)
+        if args.name is None and args.preset is None:
+            raise UsageError("one of --name and --preset is required")
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
     try:
+        if args.preset is not None:
+            export_preset(args.model, args.preset, overwrite=args.overwrite,
+                          log=lambda msg: print(msg, file=sys.stderr))
+            if args.name is None:
+                print(f"Wrote {args.preset}/")
+                return 0
         report = export_run(
             args.model, args.name, export_dir=args.export_dir, formats=args.formats,
             calibration_data=args.calibration_data, eval_data=args.eval_data, head=args.head,
