@@ -24,7 +24,7 @@ from training_helpers import (
     tar_with,
 )
 
-from keras_googlenet import HEADS
+from keras_googlenet import HEADS, fileio
 from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from training.cifar import main
 from training.config import TrainConfig
@@ -313,6 +313,14 @@ def _crash_while_writing(path, *args, **kwargs):
     raise OSError("killed mid-write")
 
 
+def _open_that_dies_mid_write(path, mode="r", *args, **kwargs):
+    if "w" not in mode:
+        return open(path, mode, *args, **kwargs)
+    with open(path, mode, *args, **kwargs) as f:
+        f.write(b"half a file" if "b" in mode else "half a file")
+    raise OSError("killed mid-write")
+
+
 def test_checkpoint_is_replaced_atomically(tmp_path, monkeypatch):
     path = tmp_path / "best.keras"
     model = _tiny_model()
@@ -335,7 +343,8 @@ def test_backup_is_replaced_atomically_and_restores(tmp_path, monkeypatch):
     backup.on_epoch_end(2)
     weights = [w.copy() for w in model.get_weights()]
     files = snapshot(tmp_path / "backup")
-    monkeypatch.setattr(model, "save_weights", _crash_while_writing)
+    # The weights file is written by keras_googlenet.fileio with `open`: die in it.
+    monkeypatch.setattr(fileio, "open", _open_that_dies_mid_write, raising=False)
     with pytest.raises(OSError, match="killed mid-write"):
         backup.on_epoch_end(3)
     assert snapshot(tmp_path / "backup") == files and backup.saved_epoch() == 3
