@@ -16,7 +16,8 @@ Three measurements (issue 13), printed as tables and written to one JSON:
    fine-tuning network (torchvision's options) and the paper's side by side,
    interleaved repeats in one run.
 3. The fine-tuning mechanics end to end are `tests/test_finetune.py`; the
-   command a user runs is printed in the README.
+   command a user runs is printed in docs/training.md ("Fine-tuning the ImageNet
+   weights on your images").
 """
 
 import argparse

@@ -2,7 +2,7 @@
 
     python -m benchmarks.torch_reference            # Keras vs PyTorch, 96x96 paper stem, batch 32
     python -m benchmarks.torch_reference --quick    # tiny smoke run
-    # bf16 side by side (README, "bf16 on CPU"):
+    # bf16 side by side (docs/training.md, "bf16 on CPU"):
     python -m benchmarks.torch_reference --keras-backends tensorflow --keras-jit off \
         --keras-precisions float32,mixed_bfloat16 --torch-layouts channels_last \
         --torch-threads 0 --torch-precisions float32,mixed_bfloat16

@@ -1,6 +1,6 @@
 """A real `python -m tuner.search` run on CIFAR-10, against the paper's ratios at equal budget.
 
-    python -m benchmarks.tuner_search                       # the README's figures
+    python -m benchmarks.tuner_search                       # the figures of docs/tuner.md
     python -m benchmarks.tuner_search --help
 
 1. Runs the search (`tuner.search.main`) with the arguments below, timed.

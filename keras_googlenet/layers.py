@@ -192,7 +192,7 @@ def _fused_train_step(layer, inputs):
     # precision. A bfloat16/float16 input goes into the kernel as it is: the
     # kernel (T=bfloat16/half, U=float) accumulates in float32 and rounds only
     # its output, which is what Keras's cast to float32 and back computes,
-    # without two casts per layer and pass (README, "bf16 on CPU").
+    # without two casts per layer and pass (docs/training.md, "bf16 on CPU").
     x = inputs if inputs.dtype in (tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
     channels = x.shape[-1]
     gamma = tf.cast(layer.gamma.value, tf.float32) if layer.scale else tf.ones([channels])

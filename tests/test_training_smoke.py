@@ -10,7 +10,7 @@ from training.cifar import main
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck"]
 
-#: The command the README quotes (plus the test's folders).
+#: The command docs/training.md quotes ("Measured"), plus the test's folders.
 SMOKE_ARGS = ["--width", "0.25", "--stem", "cifar", "--limit", "2000", "--val-fraction", "0.01",
               "--epochs", "3", "--batch-size", "64", "--no-export", "--verbose", "2"]
 

@@ -1,4 +1,4 @@
-"""Redraws a picture from results written earlier (the README's pictures).
+"""Redraws a picture from results written earlier (the pictures in docs/images/).
 
 Runs draw their pictures as they go (a run's `curves.png`, a search's
 `trials.png`, an export's `export_report.png`); this draws them again from the
