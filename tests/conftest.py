@@ -6,8 +6,8 @@ Markers:
         keras-tuner code); under another `KERAS_BACKEND` it is skipped with
         the reason. CI runs the whole suite on TensorFlow and the model tests
         on JAX and PyTorch, so nothing marked here goes untested.
-    slow: long-running tests (real-data training, subprocess resume);
-        deselect with `-m "not slow"`.
+    slow: tests that train, convert TFLite files or start subprocesses
+        (each over about 3 s); `-m "not slow"` is the quick loop.
 
 Fixtures are the helpers several test files need: a repository path, a
 seeded random generator, raw-pixel images, a small image folder, and an

@@ -66,6 +66,7 @@ def _shape(size):
     (dict(batch_norm=False, width=0.25, classes=7), 64),  # the 2014 network, with LRN
     (dict(width=0.25, **kg.TORCHVISION_OPTIONS), 67),  # ceil mode on odd sides
 ])
+@pytest.mark.slow
 def test_channels_first_computes_what_channels_last_computes(channels_first, arguments, size):
     keras.config.set_image_data_format("channels_last")
     images = _images(2, size)
@@ -102,6 +103,7 @@ def test_channels_first_size_64_is_accepted(channels_first):
     assert [o.shape for o in model.outputs] == [(None, 1000)] * 3
 
 
+@pytest.mark.slow
 def test_cifar10_weights_load_in_channels_first(channels_first):
     keras.config.set_image_data_format("channels_last")
     images = _images(4, 32, seed=3)
@@ -138,6 +140,7 @@ def torchvision_pth(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_torchvision_pth_loads_in_channels_first(channels_first, torchvision_pth):
     """Every output (the auxiliary heads' flattened 4x4 maps too) as in channels_last."""
     keras.config.set_image_data_format("channels_last")
@@ -157,6 +160,7 @@ def test_torchvision_pth_loads_in_channels_first(channels_first, torchvision_pth
 
 @pytest.mark.parametrize("data_format, expected", [
     ("channels_last", (None, None, None, 3)), ("channels_first", (None, 3, None, None))])
+@pytest.mark.slow
 def test_features_without_input_shape_take_any_size(channels_first, data_format, expected):
     keras.config.set_image_data_format(data_format)
     model = kg.GoogLeNet(include_top=False, width=0.25)
@@ -171,6 +175,7 @@ def test_features_without_input_shape_take_any_size(channels_first, data_format,
     assert kg.GoogLeNet(width=0.25, stem="cifar").input_shape[1:] == _shape(32)
 
 
+@pytest.mark.slow
 def test_features_of_any_size_equal_those_of_a_fixed_size():
     keras.utils.set_random_seed(0)
     fixed = kg.GoogLeNet(include_top=False, width=0.25, input_shape=(96, 96, 3))
@@ -181,6 +186,7 @@ def test_features_of_any_size_equal_those_of_a_fixed_size():
                                rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [67, 66])  # odd and even maps after the stride-2 layers
 def test_ceil_mode_pools_on_unknown_sides_equal_known_ones(side):
     """torchvision's ceil_mode pools give the same features when the size is not known
@@ -299,6 +305,7 @@ def _load_with_keras_alone(tmp_path, path, images):
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+@pytest.mark.slow
 def test_default_model_loads_with_keras_alone(tmp_path):
     keras.utils.set_random_seed(0)
     model = kg.GoogLeNet(stem="cifar", classes=10, width=0.25)
@@ -322,6 +329,7 @@ def test_default_model_loads_with_keras_alone(tmp_path):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_lrn_model_without_the_package_names_the_import(tmp_path):
     # (LRN is in the paper's stem only.)
     model = kg.GoogLeNet(classes=10, width=0.125, batch_norm=False, aux_logits=False,
@@ -338,6 +346,7 @@ def test_lrn_model_without_the_package_names_the_import(tmp_path):
                                model.predict(images, verbose=0), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_files_saved_with_the_old_batch_normalization_class_still_load(tmp_path):
     """Earlier versions saved `keras_googlenet>BatchNormalization` layers."""
     model = kg.GoogLeNet(stem="cifar", classes=10, width=0.125, aux_logits=False)

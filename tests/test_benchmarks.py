@@ -21,6 +21,8 @@ import time
 import pytest
 import torch  # CI installs torch==2.13.0 (.ci/run); a missing torch fails these tests
 
+pytestmark = pytest.mark.slow  # every test reads benchmark runs in subprocesses
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

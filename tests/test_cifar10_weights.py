@@ -58,6 +58,7 @@ def test_the_weights_choose_their_configuration(model):
                                         "frog", "horse", "ship", "truck"]
 
 
+@pytest.mark.slow
 def test_the_shipped_model_reaches_its_recorded_accuracy(model, sample, record):
     x, y = sample
     accuracy = np.mean(model.predict(x.astype("float32"), verbose=0).argmax(-1) == y)
@@ -132,6 +133,7 @@ def test_the_android_files_are_small_and_labelled():
     assert report["classes"] == 10 and report["sample"]["labelled"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["int8", "float16"])
 def test_the_tflite_files_agree_with_keras(model, sample, fmt):
     from keras_googlenet import export as ex
@@ -165,6 +167,7 @@ def test_mediapipe_returns_the_class_names(sample):
     assert right >= 0.8 * len(picked)
 
 
+@pytest.mark.slow
 def test_training_fine_tunes_from_it_on_another_folder(tmp_path, capsys):
     from training.cifar import main
 

@@ -186,6 +186,7 @@ def test_weights_file_refuses_a_different_saved_configuration(tmp_path):
     assert model.input_shape == (None, 24, 24, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["import keras_googlenet, keras", "import keras, keras_googlenet"])
 def test_saved_models_load_after_importing_the_package_in_either_order(tmp_path, order):
     # The package imports no Keras, yet its layers must be registered for

@@ -88,6 +88,7 @@ def _assert_heldout_figures_cover_the_whole_split(run):
                                                                                abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_process_without_its_coordinator_fails_in_bounded_time(tmp_path):
     args = [*TINY, "--job-addresses", f"127.0.0.1:{free_port()}", "--process-id", "1",
             "--init-timeout", "5", "--runs-dir", str(tmp_path / "runs")]
@@ -114,6 +115,7 @@ def test_processes_started_with_other_settings_both_stop_with_one_line(tmp_path)
     assert not (tmp_path / "runs" / "two" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_multi_worker_on_tensorflow_stops_at_once_pointing_to_jax(tmp_path):
     args = [*TINY, "--job-addresses", f"127.0.0.1:{free_port()}", "--process-id", "0",
             "--runs-dir", str(tmp_path / "runs")]
@@ -143,6 +145,7 @@ def test_keras_fit_still_fails_under_tensorflows_multi_worker_strategy(tmp_path)
         assert "Attempt to convert a value (PerReplica" in err, err[-2000:]
 
 
+@pytest.mark.slow
 def test_a_second_process_with_the_same_process_id_stops_with_one_line(tmp_path, monkeypatch):
     """Two processes started with --process-id 0: the second stops at once with one
     line naming the id and the first's pid; the first is not aborted by it."""

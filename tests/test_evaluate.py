@@ -11,6 +11,8 @@ from training_helpers import CLASSES, TINY, make_image_folder
 from training.cifar import main as train_main
 from training.evaluate import CONFUSION_FILE, EVALUATION_FILE, array_batches, evaluate, main
 
+pytestmark = pytest.mark.slow  # reads a trained run
+
 
 def _mirror_sensitive_model():
     """A two-class model on 4x4 one-channel images: the logit of class 0 is

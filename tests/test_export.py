@@ -33,7 +33,7 @@ from keras_googlenet import GoogLeNet
 from keras_googlenet import export as ex
 from keras_googlenet.export import saved_model as saved_model_module
 
-pytestmark = pytest.mark.backends("tensorflow")
+pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # slow: every test converts TFLite files
 
 
 @pytest.fixture(scope="module")

@@ -214,6 +214,7 @@ def test_export_of_a_run_with_hostile_json_is_one_line(tmp_path, capsys, file, t
 # ---- load_model_folder on an export ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.backends("tensorflow")
 def test_load_model_folder_rebuilds_an_export(tmp_path):
     import numpy as np

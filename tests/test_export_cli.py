@@ -35,7 +35,7 @@ from keras_googlenet import GoogLeNet
 from keras_googlenet import export as ex
 from training import export as run_export
 
-pytestmark = pytest.mark.backends("tensorflow")
+pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # slow: every test converts TFLite files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

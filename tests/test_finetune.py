@@ -19,7 +19,7 @@ from training.config import TrainConfig
 from training.recipe import build_schedule, run_phases, set_trainable, trainable_parameters
 from training.run import read_history
 
-pytestmark = pytest.mark.backends("tensorflow")
+pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # slow: every test trains
 
 
 @pytest.fixture(scope="module")

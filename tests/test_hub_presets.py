@@ -22,7 +22,7 @@ from keras_googlenet import GoogLeNetConfig, build_model  # noqa: E402
 from keras_googlenet import hub  # noqa: E402
 from training import export as run_export  # noqa: E402
 
-pytestmark = pytest.mark.backends("tensorflow")
+pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # slow: exports runs and fits presets
 
 SIZE, CLASSES = 32, ["cat", "dog", "eel"]
 #: What `GoogLeNetImageClassifier.save_to_preset` writes, and KerasHub's loader reads.

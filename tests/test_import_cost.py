@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from benchmarks.import_cost import main
 
 
+@pytest.mark.slow
 def test_import_cost_benchmark_writes_a_table_and_json(tmp_path, capsys):
     output = tmp_path / "import_cost.json"
     assert main(["--repeats", "1", "--output", str(output)]) == 0

@@ -83,6 +83,7 @@ def test_a_long_native_log_of_a_failure_is_one_line_unless_verbose(verbose):
         assert lines[0].startswith(f"({200 + 3} lines of native log hidden; -v")
 
 
+@pytest.mark.slow
 def test_importing_the_backend_prints_no_framework_noise():
     code = ("from keras_googlenet import logs; keras = logs.import_backend(); "
             "import keras_googlenet as kg; kg.GoogLeNet(stem='cifar', classes=2, width=0.125); "

@@ -145,6 +145,7 @@ def test_named_outputs_in_order(paper_model):
 @pytest.mark.parametrize(
     "loss_weights", [[0.3, 0.3, 1.0], {"aux1": 0.3, "aux2": 0.3, "main": 1.0}]
 )
+@pytest.mark.slow
 def test_cifar_trains_forward_and_backward(cifar_model, loss_weights):
     model = cifar_model
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -232,6 +233,7 @@ def test_mixed_precision_keeps_head_outputs_float32():
 # ---- input convention ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_takes_raw_pixels_and_scales_inside():
     keras.utils.set_random_seed(1)
     with_pre = GoogLeNet(stem="cifar", classes=10, width=0.25, aux_logits=False)

@@ -13,6 +13,8 @@ from training import precision
 from training.cifar import main
 from training.config import TrainConfig
 
+pytestmark = pytest.mark.slow  # trains and times runs in both precisions
+
 #: TINY without its `--precision float32` pin.
 AUTO = [a for i, a in enumerate(TINY) if a != "--precision" and TINY[i - 1] != "--precision"]
 

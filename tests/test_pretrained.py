@@ -66,6 +66,7 @@ def _close(ours, ref):
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [224, 227])  # 227: odd maps, where ceil_mode matters
 def test_outputs_match_torchvision_on_real_photos(reference, side):
     photos, folder, ref = reference

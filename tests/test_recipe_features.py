@@ -20,6 +20,8 @@ from training.data.augmentation import augment_numpy, augment_tf, cutout_box
 from training.evaluation import HeldOutEvaluation, flip_tta_model, heldout_accuracies
 from training.recipe import build_model, build_schedule, compile_model, setup_runtime
 
+pytestmark = pytest.mark.slow  # trains runs
+
 VALUE = 200  # the value of every pixel of the test images: cutout's 0 stands out
 
 

@@ -188,6 +188,7 @@ def test_the_export_calibration_path_refuses_the_symlink_chain(layout, monkeypat
     assert {k for k in tree(layout) if k not in before} == {"cache", "cache/archives"}
 
 
+@pytest.mark.slow
 def test_cli_refuses_the_symlink_chain_in_one_line(layout):
     archive = write_archive(layout / "work" / "chain.tar.xz", symlink_chain())
     before = tree(layout)

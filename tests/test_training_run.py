@@ -63,6 +63,7 @@ def finished(tmp_path_factory):
                            export=root / "saved" / "tiny")
 
 
+@pytest.mark.slow
 def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
     run = finished.run
     names = {p.name for p in run.iterdir()}
@@ -229,6 +230,7 @@ def test_a_new_run_does_not_replace_an_existing_export(tmp_path, capsys):
     assert not (tmp_path / "runs" / "taken").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_export_is_retried_by_running_the_same_command(tmp_path, monkeypatch, capsys):
     data = make_image_folder(tmp_path / "data", per_class=10)
     args = _args(tmp_path, "retry", data, "--epochs", "1", "--run-eagerly")
@@ -285,6 +287,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert lr(60) == pytest.approx(0.2, rel=1e-4) and lr(100) == pytest.approx(0, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=20)  # 3 steps per epoch
     # Eager: this checks the callback wiring, not compilation (and saves the trace time).

@@ -44,6 +44,7 @@ from tuner.space import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
+    pytest.mark.slow,  # every test runs a search
     # The tuner drives TensorFlow's eager mode and tf.data.
     pytest.mark.backends("tensorflow"),
     # Eager mode does not apply to tf.data functions; TensorFlow warns about it.
