@@ -41,7 +41,8 @@ WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
 #: Version of the `model_config.json` layout.
 CONFIG_FORMAT = 1
 
-#: Largest `width` accepted (the widest block then has 16384 channels).
+#: Largest `width` accepted (the widest block then has 16384 channels, and the
+#: network over a billion parameters). `training.config` checks --width against it.
 MAX_WIDTH = 16.0
 
 #: Largest side (or channel count) of `input_shape` accepted.

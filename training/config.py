@@ -22,7 +22,7 @@ from keras_googlenet.architecture import (
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
 from keras_googlenet.pretrained import weights_entry
-from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.config import MAX_WIDTH, GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json, parse_json
 from training.checks import (
@@ -81,7 +81,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 #: Upper bounds of the sizes, checked before anything is allocated. Each says why.
 MAX_NAME_LENGTH = 200  # file names stop at 255 bytes; temporary names add to NAME
-MAX_WIDTH = 16.0  # 16x the paper's channels is already over a billion parameters
 MAX_IMAGE_SIZE = 4096  # one 4096x4096 image's activations already need tens of GiB
 MAX_BATCH_SIZE = 2**16  # no accelerator holds 65,536 GoogLeNet activations at once
 MAX_EPOCHS = 10**6
