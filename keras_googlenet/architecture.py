@@ -10,7 +10,7 @@ stems' input sizes and the channel-scaling rule. The Keras model
 (`keras_googlenet.model`), the model configuration (`keras_googlenet.config`),
 the tuner's search space and cost model, the training configuration and the
 PyTorch reference of the benchmarks all import it; it imports only the standard
-library (and numpy, lazily, for vectorised scaling), so reading a fact never
+library, `keras_googlenet.values` (the integer check) (and numpy, lazily, for vectorised scaling), so reading a fact never
 pulls in Keras.
 
 To add a block type or change the table, this is the file to edit: the model,
@@ -18,7 +18,8 @@ the tuner and the PyTorch reference read it.
 """
 
 import math
-import numbers
+
+from keras_googlenet.values import is_int
 
 #: Names of the nine Inception blocks, in order.
 BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
@@ -188,10 +189,7 @@ def validate_blocks(blocks):
         and len(rows) == len(BLOCK_NAMES)
         and all(
             len(row) == len(BLOCK_FIELDS)
-            and all(
-                isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 1
-                for c in row
-            )
+            and all(is_int(c, numpy=True) and c >= 1 for c in row)
             for row in rows
         )
     )

@@ -28,6 +28,7 @@ from typing import Optional
 
 from keras_googlenet import architecture
 from keras_googlenet.fileio import atomic_write_text, parse_json
+from keras_googlenet.values import is_int
 
 #: The configuration file written beside weights.
 MODEL_CONFIG_FILE = "model_config.json"
@@ -108,9 +109,9 @@ class GoogLeNetConfig:
                 f"`stem` must be one of {sorted(architecture.STEMS)}. Received: stem={self.stem!r}"
             )
         classes = self.classes
-        if _as_int(classes) is None or classes < 1:
+        if not is_int(classes, numpy=True) or classes < 1:
             raise ValueError(f"`classes` must be an integer >= 1. Received: classes={classes!r}")
-        self.classes = _as_int(classes)
+        self.classes = int(classes)
         if not (self.pooling is None or isinstance(self.pooling, str)) or self.pooling not in (
             None, "avg", "max"
         ):
@@ -269,13 +270,6 @@ def _as_bool(field, value):
     raise ValueError(f"`{field}` must be True or False. Received: {field}={value!r}")
 
 
-def _as_int(value):
-    """`value` as a Python int if it is an integer (numpy integers too, bools not), else None."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return None
-
-
 def _as_float(value):
     """`value` as a finite Python float if it is a real number (not a bool), else None."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and not _numpy_bool(value):
@@ -290,7 +284,7 @@ def _validate_input_shape(input_shape):
         return None
     sides = None
     if isinstance(input_shape, (tuple, list)) and len(input_shape) == 3:
-        sides = tuple(None if d is None else _as_int(d) for d in input_shape)
+        sides = tuple(int(d) if is_int(d, numpy=True) else None for d in input_shape)
     if sides is None or any(
         side is None and d is not None for side, d in zip(sides, input_shape)
     ) or any(side is not None and not 1 <= side <= MAX_INPUT_SIDE for side in sides):

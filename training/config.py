@@ -25,12 +25,12 @@ from keras_googlenet.pretrained import weights_entry
 from keras_googlenet.config import MAX_WIDTH, GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json, parse_json
+from keras_googlenet.values import is_int
 from training.checks import (
     at_least,
     fraction,
     is_address,
     is_block_table,
-    is_int,
     is_num,
     weights_checks,
     within,
