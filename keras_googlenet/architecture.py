@@ -174,26 +174,40 @@ def stage_sides(stem, image_size):
     return sides
 
 
+def is_block_table(blocks, numpy=False):
+    """Whether `blocks` is a block table: 9 rows of 6 integers >= 1.
+
+    With `numpy=False` (a training run's settings, written to JSON) the table
+    and its rows must be lists or tuples of Python ints; with `numpy=True`
+    (`GoogLeNet`'s `blocks` argument) any iterables of ints or numpy integers.
+    """
+    if not numpy and not (isinstance(blocks, (list, tuple))
+                          and all(isinstance(row, (list, tuple)) for row in blocks)):
+        return False
+    rows = _rows(blocks)
+    return rows is not None and len(rows) == len(BLOCK_NAMES) and all(
+        len(row) == len(BLOCK_FIELDS) and all(is_int(c, numpy=numpy) and c >= 1 for c in row)
+        for row in rows
+    )
+
+
+def _rows(blocks):
+    """`blocks` as a list of tuples, or None if it is not an iterable of iterables."""
+    try:
+        return [tuple(row) for row in blocks]
+    except TypeError:
+        return None
+
+
 def validate_blocks(blocks):
-    """Checks a block table and returns it as a tuple of 9 tuples of 6 ints.
+    """Checks a block table (`is_block_table`, numpy integers too) and returns it
+    as a tuple of 9 tuples of 6 ints.
 
     Raises:
         ValueError: If the table is not 9 rows of 6 positive integers.
     """
-    try:
-        rows = [tuple(row) for row in blocks]
-    except TypeError:
-        rows = None
-    valid = (
-        rows is not None
-        and len(rows) == len(BLOCK_NAMES)
-        and all(
-            len(row) == len(BLOCK_FIELDS)
-            and all(is_int(c, numpy=True) and c >= 1 for c in row)
-            for row in rows
-        )
-    )
-    if not valid:
+    rows = _rows(blocks)  # once: `blocks` may be an iterator
+    if rows is None or not is_block_table(rows, numpy=True):
         raise ValueError(
             f"`blocks` must be {len(BLOCK_NAMES)} rows (blocks {', '.join(BLOCK_NAMES)}) of "
             f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)}). "

@@ -11,16 +11,9 @@ requirement)`.
 import math
 import os
 
-from keras_googlenet.architecture import BLOCK_FIELDS, BLOCK_NAMES
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, weights_entry
 from keras_googlenet.torch_weights import TORCH_SUFFIXES
 from keras_googlenet.values import is_int
-
-
-def is_block_table(blocks):
-    return (isinstance(blocks, (list, tuple)) and len(blocks) == len(BLOCK_NAMES) and all(
-        isinstance(row, (list, tuple)) and len(row) == len(BLOCK_FIELDS) and all(at_least(c, 1) for c in row)
-        for row in blocks))
 
 
 def is_num(value):

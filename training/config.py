@@ -18,6 +18,7 @@ from keras_googlenet.architecture import (
     BLOCK_NAMES,
     LOSS_WEIGHTS,
     MIN_INPUT_SIZE,
+    is_block_table,
 )
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
@@ -30,7 +31,6 @@ from training.checks import (
     at_least,
     fraction,
     is_address,
-    is_block_table,
     is_num,
     weights_checks,
     within,
