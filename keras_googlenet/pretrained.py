@@ -73,6 +73,37 @@ def weights_entry(weights):
     return None
 
 
+def argument_conflicts(entry, arguments):
+    """The arguments of `arguments` that the weights of registry `entry` cannot fit.
+
+    The one check of the arguments pretrained weights fix, used by `GoogLeNet`
+    (`weights.resolve_arguments`) and by a training run's `--weights`.
+
+    Args:
+        entry: A registry entry (`weights_entry`).
+        arguments: `GoogLeNet` argument name -> value; `None` is unset (it fits
+            anything) and names the entry does not fix are not checked.
+
+    Returns:
+        `(name, value, wanted)` for each conflicting argument, in `arguments`'
+        order (`wanted` of `blocks` is the paper's table, which `None` stands for).
+    """
+    conflicts = []
+    for name, value in arguments.items():
+        if name not in entry["arguments"] or value is None:
+            continue
+        wanted = entry["arguments"][name]
+        if name == "blocks":
+            wanted = architecture.PAPER_BLOCKS
+            fits = (architecture.is_block_table(value, numpy=True)
+                    and architecture.validate_blocks(value) == wanted)
+        else:
+            fits = value == wanted
+        if not fits:
+            conflicts.append((name, value, wanted))
+    return conflicts
+
+
 def class_names(weights):
     """The class names of the top of pretrained `weights` (a registry name), in output order.
 

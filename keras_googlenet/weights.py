@@ -62,14 +62,11 @@ def resolve_arguments(weights, arguments, data_format="channels_last"):
         resolved["aux_logits"] = True if resolved["aux_logits"] is None else resolved["aux_logits"]
         return resolved
     what = f"weights={os.fspath(weights)!r}"
-    for name, wanted in entry["arguments"].items():
-        value = resolved[name]
-        if name == "blocks" and value is not None:
-            value = tuple(map(tuple, value))
-            wanted = architecture.PAPER_BLOCKS
-        if value is not None and value != wanted:
-            raise ValueError(f"{what} fit only {name}={wanted!r}. Received: {name}={value!r}")
-        resolved[name] = entry["arguments"][name]
+    conflicts = pretrained.argument_conflicts(entry, {n: resolved[n] for n in entry["arguments"]})
+    if conflicts:
+        name, value, wanted = conflicts[0]
+        raise ValueError(f"{what} fit only {name}={wanted!r}. Received: {name}={value!r}")
+    resolved.update(entry["arguments"])
     top = resolved["include_top"]
     if resolved["classes"] is None:
         resolved["classes"] = entry["classes"] or DEFAULT_ARGUMENTS["classes"]
@@ -200,13 +197,14 @@ def load_backbone_weights(model, weights="imagenet"):
         )
     if isinstance(weights, str) and weights not in pretrained.PRETRAINED_WEIGHTS:
         check_weights_file(weights)
-    wanted = pretrained.weights_entry(weights)["arguments"]
-    differing = {k: v for k, v in _visible_options(model).items() if v != wanted[k]}
+    entry = pretrained.weights_entry(weights)
+    differing = pretrained.argument_conflicts(entry, _visible_options(model))
     if differing:
+        wanted = entry["arguments"]
         needed = ", ".join(f"{k}={wanted[k]!r}" for k in architecture.ARCHITECTURE_OPTIONS)
         raise ValueError(
             f"weights={os.fspath(weights)!r} need a GoogLeNet built with {needed}. "
-            "Received a model with " + ", ".join(f"{k}={v!r}" for k, v in differing.items())
+            "Received a model with " + ", ".join(f"{k}={v!r}" for k, v, _ in differing)
         )
     arrays = pretrained.keras_arrays(weights)
     return pretrained.assign(model, arrays, source=weights, heads=False)

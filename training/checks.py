@@ -11,7 +11,7 @@ requirement)`.
 import math
 import os
 
-from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, weights_entry
+from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, argument_conflicts, weights_entry
 from keras_googlenet.torch_weights import TORCH_SUFFIXES
 from keras_googlenet.values import is_int
 
@@ -40,6 +40,16 @@ def is_address(address):
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
+#: The settings pretrained weights fix (`keras_googlenet.pretrained.argument_conflicts`
+#: checks them): field -> its flag, and how to say the value the weights need.
+_FIXED = {
+    "stem": ("--stem", str),
+    "width": ("--width", "{:g}".format),
+    "batch_norm": ("--batch-norm", lambda wanted: "on" if wanted else "off"),
+    "blocks": ("blocks", lambda wanted: "the paper's table"),
+}
+
+
 def weights_checks(config):
     """`TrainConfig.validate`'s checks of --weights and the settings its weights fix."""
     weights, entry = config.weights, weights_entry(config.weights)
@@ -50,10 +60,7 @@ def weights_checks(config):
                f"{'/'.join(TORCH_SUFFIXES)} file")]
     if entry is None:
         return checks
-    wanted, given = entry["arguments"], f"with --weights {weights}"
-    return checks + [
-        ("--stem", config.stem, config.stem == wanted["stem"], f"{wanted['stem']} {given}"),
-        ("--width", config.width, config.width == wanted["width"], f"{wanted['width']:g} {given}"),
-        ("--batch-norm", config.batch_norm, config.batch_norm is True, f"on {given}"),
-        ("blocks", config.blocks, config.blocks is None, f"the paper's table {given}"),
-    ]
+    given = f"with --weights {weights}"
+    fixed = {name: getattr(config, name) for name in _FIXED}
+    return checks + [(_FIXED[name][0], value, False, f"{_FIXED[name][1](wanted)} {given}")
+                     for name, value, wanted in argument_conflicts(entry, fixed)]
