@@ -2,7 +2,7 @@
 
     python -m benchmarks.pretrained_imagenet --pth PATH.pth [--output JSON]
 
-Three measurements (issue 13), printed as tables and written to one JSON:
+Three measurements, printed as tables and written to one JSON:
 
 1. The 1000-class ImageNet model (`GoogLeNet(weights=PATH)`, torchvision's
    network, 224x224) exported with `keras_googlenet.export.export(...,

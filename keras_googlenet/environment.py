@@ -20,7 +20,7 @@ ACCELERATOR_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "am
 #: CPU flags (as the kernel names them in /proc/cpuinfo) of bf16 matrix units with
 #: which `mixed_bfloat16` trains faster than float32 on the TensorFlow backend, best
 #: first. amx_bf16 (Intel Sapphire Rapids and later): TensorFlow's bf16 matmul ran
-#: 4.0x its float32 one on such a Xeon (issue 15). avx512_bf16 alone (AMD Zen 4/5,
+#: 4.0x its float32 one on such a Xeon. avx512_bf16 alone (AMD Zen 4/5,
 #: Intel Cooper Lake): on a Zen 5 EPYC the whole training step (paper stem 96x96,
 #: batch 32) ran 1.43x float32, PyTorch's bf16 autocast 1.47x its float32
 #: (benchmarks/results/cpu_bf16_side_by_side.json, paired ratios). Without either,

@@ -1,4 +1,4 @@
-"""Attacks on the library API (issue 11): hostile arguments to GoogLeNet,
+"""Attacks on the library API: hostile arguments to GoogLeNet,
 GoogLeNetConfig, inference_model and count_flops.
 
 Every bad value must raise `ValueError` naming it (never TypeError,

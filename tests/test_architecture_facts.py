@@ -1,4 +1,4 @@
-"""One block table, three implementations (issue 10).
+"""One block table, three implementations.
 
 `keras_googlenet.architecture` is the one home of GoogLeNet's architecture facts.
 Three things compute with them: the Keras model, the tuner's analytic cost model

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks (issue 6): tiny grids, the JSON they write, the
+"""Smoke tests of the benchmarks: tiny grids, the JSON they write, the
 PyTorch reference's parameter count. No timing assertions.
 
 The three command-line benchmarks are started together as subprocesses by one

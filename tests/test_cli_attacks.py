@@ -1,5 +1,5 @@
 """Attacks on the command lines that end before any training: each one must be a one-line
-error that names the bad value, with nothing written (issue 11).
+error that names the bad value, with nothing written.
 
 Every case here is cheap (parse errors and validation before data or model), so none is
 marked slow; the attacks that train are in test_run_attacks.py.

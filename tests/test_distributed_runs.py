@@ -99,7 +99,7 @@ def test_kill_9_of_the_chief_then_both_commands_again_resume_the_run(tmp_path):
     killed after an epoch; the other process stops by itself, and the same two
     commands resume from the last completed epoch: every epoch is trained once
     and both processes end with the same weights. (Killing process 1 instead was
-    checked by hand in issue 16's work: its peer stopped after JAX's heartbeat
+    checked by hand: its peer stopped after JAX's heartbeat
     timeout, 36 s, and the run resumed the same way.)"""
     from training.callbacks import AtomicBackupAndRestore
 

@@ -255,7 +255,7 @@ def test_old_command_says_where_the_cli_moved(repo):
 
 
 # ---------------------------------------------------------------------------
-# TFLite metadata (issue 14): bad input, and turning it off
+# TFLite metadata: bad input, and turning it off
 # ---------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Attacks on replacing an export (issue 11): a kill at any instant leaves the old
+"""Attacks on replacing an export: a kill at any instant leaves the old
 or the new export at the final path, leftovers are cleaned on the next run, and
 bad `--seed` values are one-line errors."""
 

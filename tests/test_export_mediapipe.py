@@ -1,4 +1,4 @@
-"""MediaPipe Tasks as a client of the exported `.tflite` files (issue 14).
+"""MediaPipe Tasks as a client of the exported `.tflite` files.
 
 `mediapipe.tasks.python.vision.ImageClassifier` is the Python twin of the
 Android `ImageClassifier`: it reads the TFLite metadata the export embeds

@@ -1,4 +1,4 @@
-"""The pictures (issue 15): a run's curves.png, a search's trials.png, an export's chart.
+"""The pictures: a run's curves.png, a search's trials.png, an export's chart.
 
 Drawn from data written here (history rows, trial rows, the export report of
 benchmarks/results): each PNG must be a valid picture of the stated pixel size,

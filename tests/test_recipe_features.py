@@ -1,4 +1,4 @@
-"""The recipe features of issue 15: cutout, flip TTA, EMA evaluation, learning-rate scaling,
+"""The recipe features: cutout, flip TTA, EMA evaluation, learning-rate scaling,
 their flags' errors, resuming with them, and `benchmarks.time_to_accuracy` on a tiny run."""
 
 import csv

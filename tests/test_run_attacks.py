@@ -1,4 +1,4 @@
-"""Attacks on training runs (issue 11): concurrent runs, `--overwrite` that fails,
+"""Attacks on training runs: concurrent runs, `--overwrite` that fails,
 disk full while checkpointing, damaged resume state. Each ends in a one-line error
 with nothing lost (the run resumes, or the earlier run is intact)."""
 

@@ -1,4 +1,4 @@
-"""Tests of `python -m tuner.search` (issue 5): the search space, budgets, the
+"""Tests of `python -m tuner.search`: the search space, budgets, the
 hypermodel, end-to-end searches (resume, distributed chief/worker) and bad input.
 
 The end-to-end searches train tiny models (width <= 0.125, 32 synthetic images,

@@ -1,4 +1,4 @@
-"""Attacks on the tuner's search folder (issue 11): resuming under another
+"""Attacks on the tuner's search folder: resuming under another
 `KERASTUNER_TUNER_ID`, damaged keras-tuner state, `--train-best` names derived
 from `--directory`, and `--width-step` values that overflow the grid. Each must
 end in a one-line error (nothing overwritten) or really work."""

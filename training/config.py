@@ -47,7 +47,7 @@ LR_SCALINGS = ("linear", "none")
 #: The batch size `--lr` is given for under `--lr-scaling linear`: the peak
 #: learning rate is then `lr * batch_size / LR_REFERENCE_BATCH` (Goyal et al.
 #: 2017, "Accurate, Large Minibatch SGD"); see `TrainConfig.peak_lr`. The default
-#: stays `none` (`--lr` as given): at batch 256 the CPU measurement of issue 15
+#: stays `none` (`--lr` as given): at batch 256 the CPU time-to-accuracy measurement
 #: (benchmarks/results/time_to_accuracy_cpu_w025.json) could not tell the two
 #: rules apart within seed noise.
 LR_REFERENCE_BATCH = 128
