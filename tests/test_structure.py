@@ -135,3 +135,40 @@ def test_ci_runs_exactly_the_readme_setup_commands_in_a_new_environment():
     before = script.split("# --- README set-up (begin) ---", 1)[0]
     assert "venv" in before and "source" in before  # a new environment, and it is used
     assert "pip install" not in before  # nothing installed outside the README's commands
+
+
+#: Rules with one definition each: name -> the module that defines it (the
+#: library; training and the tuner import it from there).
+RULES = {
+    "MAX_WIDTH": "keras_googlenet/config.py",
+    "TORCH_SUFFIXES": "keras_googlenet/torch_weights.py",
+    "is_block_table": "keras_googlenet/architecture.py",
+    "is_int": "keras_googlenet/values.py",
+    "argument_conflicts": "keras_googlenet/pretrained.py",
+}
+#: The copies they replaced, which must not come back.
+REPLACED = ("_as_int",)
+RULE_PACKAGES = ("keras_googlenet", "training", "tuner")
+
+
+def _definitions(name):
+    pattern = re.compile(rf"^\s*(?:def {re.escape(name)}\(|{re.escape(name)}\s*[:=][^=])", re.M)
+    return [str(p.relative_to(REPO)) for p in _sources(RULE_PACKAGES)
+            for _ in pattern.finditer(p.read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_each_rule_is_defined_once(name):
+    assert _definitions(name) == [RULES[name]]
+
+
+@pytest.mark.parametrize("name", REPLACED)
+def test_replaced_copies_of_rules_are_gone(name):
+    assert not _definitions(name)
+
+
+def test_no_comment_cites_an_issue_number():
+    pattern = re.compile(r"issues? #?[0-9]")
+    cited = [str(p.relative_to(REPO)) for p in _sources((*PACKAGES, "tests"))
+             if p.name != "test_structure.py" and pattern.search(p.read_text(encoding="utf-8"))]
+    assert not cited, f"state the fact without the issue number (git has the history): {cited}"
