@@ -72,8 +72,9 @@ class Run:
         """
         from training.evaluate import evaluate_path
 
-        return evaluate_path(self.run_dir, data_dir=data_dir, output_dir=output_dir,
-                             tta_flip=tta_flip, batch_size=batch_size)
+        report, _ = evaluate_path(self.run_dir, data_dir=data_dir, output_dir=output_dir,
+                                  tta_flip=tta_flip, batch_size=batch_size)
+        return report
 
     def export(self, name, **options):
         """Exports the run to `export_dir/name/` (SavedModel, TFLite files, labels,

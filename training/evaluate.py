@@ -108,7 +108,9 @@ def predict_scores(model, data, head=MAIN_HEAD):
         x, y, *weights = batch
         y = np.asarray(_head_output(y, names, head) if isinstance(y, dict) else y)
         y = y.argmax(axis=-1) if y.ndim == 2 else y.astype(np.int64)
-        out = keras.ops.convert_to_numpy(_head_output(model.predict_on_batch(x), names, head))
+        # A plain call, not predict_on_batch: under a tf.distribute strategy
+        # (--strategy mirrored) that one returns every replica's copy of the batch.
+        out = keras.ops.convert_to_numpy(_head_output(model(x, training=False), names, head))
         keep = np.asarray(weights[0]).reshape(-1) > 0 if weights else slice(None)
         scores.append(np.asarray(out, dtype="float32").reshape(len(y), -1)[keep])
         labels.append(y[keep])
