@@ -53,12 +53,14 @@ def pytest_configure(config):
     )
 
 
-#: The longest test files (minutes each), started first: with two xdist workers
+#: The longest test files (minutes each, longest first: the per-file totals in
+#: benchmarks/results/test_suite_time.md), started first: with two xdist workers
 #: (setup.cfg) a long file started last would leave one worker idle at the end.
-LONG_FILES = ("test_distributed_runs.py", "test_backends.py", "test_training_smoke.py",
-              "test_multi_worker_benchmarks.py", "test_export_mediapipe.py",
-              "test_benchmarks.py", "test_distributed.py", "test_export_cli.py",
-              "test_pretrained.py")
+LONG_FILES = ("test_training_run.py", "test_distributed_runs.py", "test_run_attacks.py",
+              "test_backends.py", "test_export_cli.py", "test_recipe_features.py",
+              "test_distributed.py", "test_finetune.py", "test_applications_behaviour.py",
+              "test_multi_worker_benchmarks.py", "test_benchmarks.py", "test_precision.py",
+              "test_export.py", "test_tuner.py", "test_training_smoke.py")
 
 
 def pytest_collection_modifyitems(config, items):
