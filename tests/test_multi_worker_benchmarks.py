@@ -16,35 +16,51 @@ from benchmarks import scaling_model
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """The three benchmark commands, each run on the first test that needs it."""
     tmp = tmp_path_factory.mktemp("multi-worker-bench")
     env = dict(no_tensorflow_env(tmp / "hide_tensorflow"), KERAS_BACKEND="jax",
                TF_CPP_MIN_LOG_LEVEL="2", **JAX_CACHE_ENV)
     throughput = tmp / "throughput.json"
-    commands = [
-        ["benchmarks.train_throughput", "--backends", "jax", "--jit", "on", "--processes", "1,2",
-         "--inputs", "cifar:32", "--widths", "0.125", "--batch-sizes", "8", "--steps", "2",
-         "--warmup-steps", "1", "--repeats", "1", "--pipeline-json", str(tmp / "none.json"),
-         "--output", str(throughput)],
-        ["benchmarks.scaling_model", "--throughput", str(throughput),
-         "--output", str(tmp / "scaling.json")],
-        ["benchmarks.reduction_order", "--quick", "--output", str(tmp / "order.json")],
-    ]
-    out = {}
-    for command in commands:  # in turn: the scaling model reads the throughput's JSON
-        done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
-        out[command[0].split(".")[1]] = (done.returncode, done.stdout)
-    docs = {name: json.loads((tmp / f"{name}.json").read_text())
-            for name in ("throughput", "scaling", "order") if (tmp / f"{name}.json").exists()}
-    return out, docs
+    commands = {
+        "train_throughput": (
+            ["benchmarks.train_throughput", "--backends", "jax", "--jit", "on", "--processes",
+             "1,2", "--inputs", "cifar:32", "--widths", "0.125", "--batch-sizes", "8",
+             "--steps", "2", "--warmup-steps", "1", "--repeats", "1",
+             "--pipeline-json", str(tmp / "none.json"), "--output", str(throughput)],
+            throughput, ()),
+        # The scaling model reads the throughput's JSON: that one runs first.
+        "scaling_model": (["benchmarks.scaling_model", "--throughput", str(throughput),
+                           "--output", str(tmp / "scaling.json")], tmp / "scaling.json",
+                          ("train_throughput",)),
+        "reduction_order": (["benchmarks.reduction_order", "--quick", "--output",
+                             str(tmp / "order.json")], tmp / "order.json", ()),
+    }
+    return _Runs(commands, env)
+
+
+class _Runs:
+    def __init__(self, commands, env):
+        self.commands, self.env, self.done = commands, env, {}
+
+    def result(self, name):
+        """`(returncode, output, json or None)` of the command `name`."""
+        if name not in self.done:
+            command, path, needs = self.commands[name]
+            for other in needs:
+                self.result(other)
+            done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=self.env,
+                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  timeout=900)
+            doc = json.loads(path.read_text()) if path.exists() else None
+            self.done[name] = (done.returncode, done.stdout, doc)
+        return self.done[name]
 
 
 @pytest.mark.slow
 def test_one_and_two_processes_are_timed_with_the_all_reduce(runs):
-    out, docs = runs
-    code, output = out["train_throughput"]
+    code, output, doc = runs.result("train_throughput")
     assert code == 0, output[-3000:]
-    one, two = docs["throughput"]["results"]
+    one, two = doc["results"]
     assert (one["processes"], two["processes"]) == (1, 2)
     for row in (one, two):
         assert row["status"] == "ok", row.get("error")
@@ -65,10 +81,8 @@ def test_one_and_two_processes_are_timed_with_the_all_reduce(runs):
 
 @pytest.mark.slow
 def test_the_scaling_model_reads_the_measurements(runs):
-    out, docs = runs
-    code, output = out["scaling_model"]
+    code, output, doc = runs.result("scaling_model")
     assert code == 0, output[-3000:]
-    doc = docs["scaling"]
     parameters = doc["default_model_trainable_parameters"]
     rows = {r["layout"]: r for r in doc["rows"]}
     eight = rows["8 GPUs, 1 machine"]
@@ -100,10 +114,9 @@ def test_the_scaling_model_of_the_default_network():
 
 @pytest.mark.slow
 def test_reduction_order_quick(runs):
-    out, docs = runs
-    code, output = out["reduction_order"]
+    code, output, doc = runs.result("reduction_order")
     assert code == 0, output[-3000:]
-    results = docs["order"]["results"]
+    results = doc["results"]
     assert set(results) == {"batchnorm", "no_batchnorm"}
     for row in results.values():
         p = row["permutations"]

@@ -418,11 +418,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+def _mirrored_run(tmp_path, *extra):
+    """A 1-epoch `--strategy mirrored` run on two logical CPUs; its run folder."""
     data = make_image_folder(tmp_path / "data", per_class=10)  # 3 held-out images: odd
-    args = _args(tmp_path, "mirrored", data, "--epochs", "1", "--strategy", "mirrored",
-                 "--tta-flip", "--ema")  # their evaluations run under the strategy too
+    args = _args(tmp_path, "mirrored", data, "--epochs", "1", "--strategy", "mirrored", *extra)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -432,7 +431,21 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert results["devices"] == 2
     accuracy, _, _ = _evaluate(run / "model.keras", run / "config.json")
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
+    return run, results
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    # --tta-flip and --ema: their evaluations run under the strategy too. The
+    # export of a mirrored run is the next test's (one run would take over 90 s).
+    _, results = _mirrored_run(tmp_path, "--tta-flip", "--ema", "--no-export")
     assert 0 <= results["val_accuracy_tta"]["main"] <= 1 and results["final_weights"] == "ema"
+    assert not (tmp_path / "saved").exists()
+
+
+@pytest.mark.slow
+def test_a_mirrored_run_exports_its_saved_model(tmp_path):
+    _mirrored_run(tmp_path)
     assert (tmp_path / "saved" / "mirrored" / "saved_model.pb").exists()
 
 
