@@ -17,13 +17,13 @@ back (`load_run(run_dir)`). Errors are the CLI's, as exceptions
 (`ConfigError`, `DataError`, `RunError`, ...); the CLI prints them as one line.
 """
 
-import csv
 import dataclasses
 import functools
-import json
 import os
 
+from keras_googlenet.fileio import parse_json
 from training.config import TrainConfig
+from training.run import read_history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +52,7 @@ class Run:
     @property
     def history(self):
         """`history.csv` as `{column: [value per epoch]}` (numbers as floats)."""
-        with open(os.path.join(self.run_dir, "history.csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_history(os.path.join(self.run_dir, "history.csv"))
         return {key: [_number(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
     def evaluate(self, data_dir=None, *, output_dir=None, tta_flip=None, batch_size=64):
@@ -118,8 +117,8 @@ def load_run(run_dir, *, results=None):
         if not os.path.isfile(path):
             raise ValueError(f"{run_dir} is not a finished run: it has no results.json. "
                              f"Received: run_dir={run_dir!r}")
-        with open(path) as f:
-            results = json.load(f)
+        with open(path, encoding="utf-8") as f:
+            results = parse_json(f.read())
     return Run(run_dir, TrainConfig.load(os.path.join(run_dir, "config.json")), results)
 
 

@@ -29,7 +29,6 @@ or an archive of one), whose class folders must be exactly the run's classes.
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -275,23 +274,19 @@ def load_folder(path, class_names, image_size):
 
 
 def _run_split(run_dir, run_config, image_size):
-    """The held-out split a run validated on, recomputed from its `config.json`."""
-    from training.config import TrainConfig
-    from training.data import load_arrays
+    """The held-out split a run validated on, recomputed from its `config.json`
+    (`training.export.run_data`, which checks the run's image size first)."""
+    from keras_googlenet.export import ExportError
+    from training.export import run_data
 
     if run_config is None:
         raise EvaluationError(f"run folder {run_dir} has no config.json; pass --data-dir")
-    if run_config.get("image_size") != image_size:
-        raise EvaluationError(f"{run_dir}/config.json: image_size {run_config.get('image_size')!r}"
-                              f" is not the model's input size {image_size}")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
-        config = TrainConfig(**{k: v for k, v in run_config.items() if k in names}).resolve()
-        _, _, x_val, y_val, class_names = load_arrays(config)
-    except Exception as e:
-        raise EvaluationError(f"could not load the held-out split of run {run_dir} "
-                              f"({type(e).__name__}: {one_line(e, 200)}); pass --data-dir") from e
-    return x_val, y_val, [str(c) for c in class_names], config
+        _, _, x_val, y_val, class_names = run_data(run_dir, run_config, (image_size, image_size),
+                                                   hint="pass --data-dir")
+    except ExportError as e:
+        raise EvaluationError(one_line(e)) from e
+    return x_val, y_val, [str(c) for c in class_names]
 
 
 def evaluate_path(path, *, data_dir=None, output_dir=None, tta_flip=None, batch_size=64):
@@ -334,12 +329,11 @@ def evaluate_path(path, *, data_dir=None, output_dir=None, tta_flip=None, batch_
     if data_dir is None:
         if src.run_dir is None:
             raise EvaluationError(f"{path} is a model file, not a run folder: pass --data-dir")
-        images, labels, split_names, config = _run_split(path, run_config, size)
+        images, labels, split_names = _run_split(path, run_config, size)
         if names is not None and names != split_names:
             raise EvaluationError(f"the run's classes {split_names} differ from its labels.txt")
         names, source = split_names, f"held-out split of run {path.name}"
         out = Path(output_dir) if output_dir else path
-        run_tta = config.tta_flip
     else:
         if names is None:
             from training.data import DataError, resolve_data_dir
@@ -352,10 +346,9 @@ def evaluate_path(path, *, data_dir=None, output_dir=None, tta_flip=None, batch_
         source = f"image folder {os.fspath(data_dir)}"
         base = path if path.is_dir() else path.parent
         out = Path(output_dir) if output_dir else base / f"evaluation-{Path(data_dir).name}"
-        run_tta = bool(run_config and run_config.get("tta_flip"))
     if not len(images):
         raise EvaluationError(f"no images to evaluate in {source}")
-    tta = run_tta if tta_flip is None else tta_flip
+    tta = bool(run_config and run_config.get("tta_flip")) if tta_flip is None else tta_flip
     report = evaluate(model, array_batches(images, labels, batch_size), names, out,
                       tta_flip=tta, source=source)
     return report, out

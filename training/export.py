@@ -128,12 +128,13 @@ def load_source(path):
                   run_config=run_config, model_config=model_config)
 
 
-def run_data(run_dir, run_config, hw):
+def run_data(run_dir, run_config, hw, *, hint="pass --calibration-data DIR."):
     """The run's `(x_train, y_train, x_val, y_val, class_names)` via `training.data`.
 
     The run's `image_size` must be the model's input size `hw` (checked before
     anything is decoded: a tampered `config.json` would decode the whole
-    dataset at its size first).
+    dataset at its size first). `hint` ends the error when the data cannot be
+    loaded (`training.evaluate` names its own flag).
     """
     from training.config import TrainConfig
     from training.data import load_arrays
@@ -151,8 +152,7 @@ def run_data(run_dir, run_config, hw):
         return load_arrays(config)
     except Exception as e:
         raise ex.ExportError(
-            f"Could not load run folder {run_dir!r}'s data ({_why(e)}); "
-            "pass --calibration-data DIR."
+            f"Could not load run folder {run_dir!r}'s data ({_why(e)}); {hint}"
         ) from e
 
 
