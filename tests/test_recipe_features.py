@@ -16,48 +16,10 @@ from benchmarks import time_to_accuracy
 from training.cifar import train
 from training.config import LR_REFERENCE_BATCH, ConfigError, TrainConfig
 from training.data import build_datasets
-from training.data.augmentation import augment_numpy, augment_tf, cutout_box
 from training.evaluation import HeldOutEvaluation, flip_tta_model, heldout_accuracies
 from training.recipe import build_model, build_schedule, compile_model, setup_runtime
 
 pytestmark = pytest.mark.slow  # trains runs
-
-VALUE = 200  # the value of every pixel of the test images: cutout's 0 stands out
-
-
-def _assert_cutout(original, augmented, size):
-    """Every image differs from `original` exactly on one clipped size x size square of zeros."""
-    h, w = original.shape[1:3]
-    full = 0
-    for before, after in zip(original, augmented):
-        zero = (after == 0).all(axis=-1)
-        rows, cols = np.flatnonzero(zero.any(axis=1)), np.flatnonzero(zero.any(axis=0))
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        box = np.zeros_like(zero)
-        box[r0:r1, c0:c1] = True
-        assert (zero == box).all(), "the zeroed pixels are not one rectangle"
-        # A side is shorter than `size` only where the square was clipped at the border.
-        assert r1 - r0 == size or r0 == 0 or r1 == h
-        assert c1 - c0 == size or c0 == 0 or c1 == w
-        assert r1 - r0 <= size and c1 - c0 <= size
-        assert (after[~zero] == before[~zero]).all()  # nothing else changed
-        full += (r1 - r0, c1 - c0) == (size, size)
-    assert full > len(original) // 4  # most squares lie inside a 16x16 image
-
-
-def test_cutout_box_is_centred_and_clipped():
-    assert cutout_box(8, 8, 32) == (4, 12)
-    assert cutout_box(1, 8, 32) == (0, 5) and cutout_box(31, 8, 32) == (27, 32)
-    assert cutout_box(5, 3, 32) == (4, 7)
-
-
-def test_cutout_zeroes_one_square_in_numpy_and_tf_data():
-    import tensorflow as tf
-
-    images = np.full((64, 16, 16, 3), VALUE, np.uint8)
-    _assert_cutout(images, augment_numpy(images, 0, np.random.default_rng(0), cutout=6), 6)
-    _assert_cutout(images, augment_tf(tf.constant(images), 0, cutout=6).numpy(), 6)
-    np.testing.assert_array_equal(augment_numpy(images, 0, np.random.default_rng(0)), images)
 
 
 @pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])

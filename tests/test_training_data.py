@@ -5,6 +5,7 @@ import socket
 import tarfile
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 from training_helpers import CLASSES, make_archive, make_image_folder, tar_with
@@ -12,13 +13,14 @@ from training_helpers import CLASSES, make_archive, make_image_folder, tar_with
 from keras_googlenet import HEADS
 from training.config import TrainConfig
 from training.data import (
+    Augmentation,
     DataError,
-    augment_numpy,
-    augment_tf,
+    augment,
     build_datasets,
     load_arrays,
     resolve_data_dir,
 )
+from training.data.augmentation import DRAWS
 from training.recipe import fan_out_datasets
 
 
@@ -188,6 +190,43 @@ def test_unsupported_file_is_not_taken_for_an_archive(tmp_path):
 
 
 # ---- augmentation -------------------------------------------------------------
+# `augment` is written once and run with numpy (the numpy pipeline) and with
+# tf.experimental.numpy inside tf.data: every property is checked in both.
+
+XP = ["numpy", "tf.data"]
+VALUE = 200  # the value of every pixel of the cutout test images: cutout's 0 stands out
+
+
+def _augment(xp, images, draws, pad, cutout=0):
+    """`augment` as the pipeline `xp` runs it: numpy, or a `tf.data` map (graph mode)."""
+    if xp == "numpy":
+        return augment(images, draws, pad, cutout)
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+
+    dataset = tf.data.Dataset.from_tensors((images, draws))
+    dataset = dataset.map(lambda x, d: augment(x, d, pad, cutout, xp=tnp))
+    return next(dataset.as_numpy_iterator())
+
+
+def _draws(n, seed=1):
+    return np.random.default_rng(seed).random((n, DRAWS), dtype=np.float32)
+
+
+def _reference(images, draws, pad, cutout):
+    """What `augment` must return, one image at a time in plain numpy."""
+    n, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = []
+    for image, (u_row, u_col, u_flip, u_y, u_x) in zip(padded, draws):
+        dy, dx = int(u_row * (2 * pad + 1)), int(u_col * (2 * pad + 1))
+        image = image[dy:dy + h, dx:dx + w]
+        image = image[:, ::-1].copy() if u_flip >= 0.5 else image.copy()
+        if cutout:
+            top, left = int(u_y * h) - cutout // 2, int(u_x * w) - cutout // 2
+            image[max(top, 0):max(top + cutout, 0), max(left, 0):max(left + cutout, 0)] = 0
+        out.append(image)
+    return np.stack(out)
 
 
 def _crop(image, dy, dx, size, flip):
@@ -214,21 +253,119 @@ def _check_crops_and_flips(images, out, pad):
     assert len(offsets) > 5 and flips == {False, True}  # offsets and flips vary per image
 
 
-def test_numpy_augmentation_is_a_random_pad_crop_and_flip():
+def _assert_cutout(original, augmented, size):
+    """Every image differs from `original` exactly on one clipped size x size square of zeros."""
+    h, w = original.shape[1:3]
+    full = 0
+    for before, after in zip(original, augmented):
+        zero = (after == 0).all(axis=-1)
+        rows, cols = np.flatnonzero(zero.any(axis=1)), np.flatnonzero(zero.any(axis=0))
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        box = np.zeros_like(zero)
+        box[r0:r1, c0:c1] = True
+        assert (zero == box).all(), "the zeroed pixels are not one rectangle"
+        # A side is shorter than `size` only where the square was clipped at the border.
+        assert r1 - r0 == size or r0 == 0 or r1 == h
+        assert c1 - c0 == size or c0 == 0 or c1 == w
+        assert r1 - r0 <= size and c1 - c0 <= size
+        assert (after[~zero] == before[~zero]).all()  # nothing else changed
+        full += (r1 - r0, c1 - c0) == (size, size)
+    assert full > len(original) // 4  # most squares lie inside a 16x16 image
+
+
+@pytest.mark.parametrize("xp", XP)
+def test_augmentation_is_a_random_pad_crop_and_flip(xp):
     images = np.random.default_rng(0).integers(1, 256, (48, 8, 8, 3), dtype=np.uint8)
-    out = augment_numpy(images, 2, np.random.default_rng(1))
+    out = _augment(xp, images, _draws(48), 2)
     assert out.shape == images.shape and out.dtype == np.uint8
     _check_crops_and_flips(images, out, 2)
 
 
-def test_tensorflow_augmentation_is_a_random_pad_crop_and_flip():
+@pytest.mark.parametrize("xp", XP)
+@pytest.mark.parametrize("pad, cutout", [(0, 0), (2, 0), (0, 5), (4, 8), (3, 16)])
+def test_augmentation_is_the_per_image_reference_in_both_pipelines(xp, pad, cutout):
+    images = np.random.default_rng(0).integers(0, 256, (32, 16, 12, 3), dtype=np.uint8)
+    draws = _draws(32)
+    draws[0] = [0.0, 0.0, 0.0, 0.0, 0.0]  # the extremes: top-left shift and square
+    draws[1] = [np.nextafter(np.float32(1), np.float32(0))] * DRAWS  # bottom-right, flipped
+    np.testing.assert_array_equal(_augment(xp, images, draws, pad, cutout),
+                                  _reference(images, draws, pad, cutout))
+
+
+@pytest.mark.parametrize("xp", XP)
+def test_flip_really_flips_and_no_shift_no_flip_no_cutout_is_the_identity(xp):
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    centre = (4 + 0.5) / 9  # the middle of the 9 offsets of pad 4: no shift
+    keep = np.full((4, DRAWS), centre, np.float32)
+    keep[:, 2] = 0.25  # below 1/2: not flipped
+    np.testing.assert_array_equal(_augment(xp, images, keep, 4), images)
+    keep[:, 2] = 0.75
+    np.testing.assert_array_equal(_augment(xp, images, keep, 4), images[:, :, ::-1])
+
+
+@pytest.mark.parametrize("xp", XP)
+def test_cutout_zeroes_one_square_clipped_at_the_border(xp):
+    images = np.full((64, 16, 16, 3), VALUE, np.uint8)
+    _assert_cutout(images, _augment(xp, images, _draws(64), 0, cutout=6), 6)
+
+
+@pytest.mark.parametrize("xp", XP)
+@pytest.mark.parametrize("centre, size, box", [(8, 8, (4, 12)), (1, 8, (0, 5)), (31, 8, (27, 32)),
+                                               (5, 3, (4, 7))])
+def test_cutout_square_is_centred_on_its_pixel_and_clipped(xp, centre, size, box):
+    images = np.full((1, 32, 32, 3), VALUE, np.uint8)
+    draws = np.array([[0.0, 0.0, 0.0, (centre + 0.5) / 32, (centre + 0.5) / 32]], np.float32)
+    zero = (_augment(xp, images, draws, 0, cutout=size)[0] == 0).all(axis=-1)
+    expected = np.zeros((32, 32), bool)
+    expected[box[0]:box[1], box[0]:box[1]] = True
+    np.testing.assert_array_equal(zero, expected)
+
+
+def test_augmentation_needs_a_known_batch_shape():
     import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
 
-    tf.random.set_seed(0)
-    images = np.random.default_rng(0).integers(1, 256, (48, 8, 8, 3), dtype=np.uint8)
-    out = augment_tf(tf.constant(images), 2).numpy()
-    assert out.shape == images.shape and out.dtype == np.uint8
-    _check_crops_and_flips(images, out, 2)
+    spec = tf.TensorSpec((None, 8, 8, 3), tf.uint8)
+    with pytest.raises(ValueError, match=r"known shape; got \(None, 8, 8, 3\)"):
+        tf.function(lambda x: augment(x, tf.zeros((1, DRAWS)), 2, xp=tnp)).get_concrete_function(
+            spec)
+
+
+def test_augmentation_off_is_none_and_on_reads_pad_and_cutout():
+    assert Augmentation.of(TrainConfig(augment=False)) is None
+    assert Augmentation.of(TrainConfig(pad=2, cutout=8)) == Augmentation(pad=2, cutout=8)
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_no_augment_feeds_the_training_images_unchanged(folder, tmp_path, pipeline):
+    config = folder_config(folder, tmp_path, pipeline=pipeline, augment=False, batch_size=4)
+    x_train = load_arrays(config)[0]
+    fed = np.concatenate([np.asarray(b[0]) for b in _batches(build_datasets(config).train)])
+    assert sorted(x.tobytes() for x in fed) == sorted(x.tobytes() for x in x_train)
+
+
+def _epochs(config, epochs=2):
+    """Two epochs of training images from a fresh `build_datasets`, seeded as a run seeds."""
+    keras.utils.set_random_seed(config.seed)
+    train = build_datasets(config).train
+    out = []
+    for _ in range(epochs):
+        out.append(np.concatenate([np.asarray(b[0]) for b in _batches(train)]))
+        if not hasattr(train, "as_numpy_iterator"):
+            train.on_epoch_end()  # what model.fit calls
+    return out
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_a_seeded_run_repeats_its_augmented_batches(folder, tmp_path, pipeline):
+    config = folder_config(folder, tmp_path, pipeline=pipeline, cutout=4, seed=3)
+    first, second = _epochs(config)
+    again = _epochs(config)
+    np.testing.assert_array_equal(first, again[0])
+    np.testing.assert_array_equal(second, again[1])
+    assert not np.array_equal(first, second)  # a new shuffle and new draws every epoch
+    other = _epochs(folder_config(folder, tmp_path, pipeline=pipeline, cutout=4, seed=4))
+    assert not np.array_equal(first, other[0])
 
 
 # ---- pipelines ----------------------------------------------------------------

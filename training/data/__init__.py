@@ -8,7 +8,7 @@ role per module:
 - `archives`: `resolve_data_dir`, safe extraction of archives into a cache;
 - `decoding`: threaded decoding of file lists (`keras_googlenet.images`);
 - `splits`: the seeded stratified held-out split and `--limit`;
-- `augmentation`: random pad-and-crop plus flip, in numpy and TensorFlow;
+- `augmentation`: random pad-and-crop, flip and cutout, written once for both pipelines;
 - `pipelines`: `build_datasets`, `tf.data` or `ArrayDataset` (`keras.utils.PyDataset`).
 
 Batches are `(images, one-hot labels)`: the data layer does not know the
@@ -19,7 +19,7 @@ To add a data source, add a loader to `sources.py` and its name to
 """
 
 from training.data.archives import ARCHIVE_SUFFIXES, resolve_data_dir
-from training.data.augmentation import augment_numpy, augment_tf
+from training.data.augmentation import Augmentation, augment
 from training.data.errors import DataError
 from training.data.pipelines import ArrayDataset, Datasets, build_datasets
 from training.data.sources import load_arrays
@@ -27,10 +27,10 @@ from training.data.sources import load_arrays
 __all__ = [
     "ARCHIVE_SUFFIXES",
     "ArrayDataset",
+    "Augmentation",
     "DataError",
     "Datasets",
-    "augment_numpy",
-    "augment_tf",
+    "augment",
     "build_datasets",
     "load_arrays",
     "resolve_data_dir",

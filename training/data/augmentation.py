@@ -1,111 +1,107 @@
 """On-the-fly augmentation of uint8 NHWC batches: random pad-and-crop, flip, cutout.
 
-The same transformation twice: in numpy (`augment_numpy`, for the `numpy`
-pipeline) and in TensorFlow ops (`augment_tf`, inside `tf.data`).
+Written once, in the NumPy API (`augment`), and run by both pipelines: with
+`numpy` in the numpy pipeline and with `tf.experimental.numpy` inside
+`tf.data`. Whether a run augments, and how, is `Augmentation.of(config)`
+(`None`: off). The random numbers are an input, `draws`: each pipeline draws
+them from a per-batch seed, so that a seeded run repeats its batches whatever
+order its worker threads or parallel `tf.data` calls finish in.
+
+Not Keras's preprocessing layers, which were checked (Keras 3.15) and do not
+fit: `keras.layers.RandomCrop` crops a whole batch at one offset (here every
+image has its own) and returns floats; `keras.layers.RandomErasing` erases a
+rectangle of random area and aspect ratio kept inside the image, not the fixed
+square, clipped at the border, of cutout; and their random numbers come from a
+`keras.random.SeedGenerator`, a variable whose draws go to whichever parallel
+call takes them first, so a seeded run would not repeat its batches. A layer
+of our own built from `keras.ops` runs on the Keras backend, so inside
+`tf.data` on JAX or PyTorch it needs Keras's private `DataLayer`, and in the
+numpy pipeline it was slower than numpy (`docs/benchmarks.md`).
 
 Cutout (DeVries & Taylor 2017, "Improved Regularization of Convolutional Neural
-Networks with Cutout") is hand-written too: `keras.layers.RandomErasing` draws a
-random area and aspect ratio (and one per batch on some backends), not the fixed
-square the CIFAR-10 recipes use. As in the paper the square's centre is any
-pixel, so squares near the border are clipped. The fill is 0, black in the raw
-0-255 images, like the pad-and-crop padding (the paper fills after
-normalisation, i.e. with the mean; the model rescales inside, so 0 is what the
-data layer can write).
+Networks with Cutout"): as in the paper the square's centre is any pixel, so
+squares near the border are clipped. The fill is 0, black in the raw 0-255
+images, like the pad-and-crop padding (the paper fills after normalisation,
+i.e. with the mean; the model rescales inside, so 0 is what the data layer can
+write).
 """
+
+import dataclasses
 
 import numpy as np
 
+#: Uniform random numbers `augment` takes per image: row and column offset of
+#: the crop, flip, row and column of the cutout square's centre.
+DRAWS = 5
 
-def augment_numpy(images, pad, rng, cutout=0):
-    """Random pad-and-crop plus horizontal flip of a uint8 NHWC batch, in numpy.
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """A run's augmentation: what both pipelines apply to every training batch.
+
+    Attributes:
+        pad: Padding of the pad-and-crop in pixels (0: no crop).
+        cutout: Side of the cutout square in pixels (0: no cutout).
+    """
+
+    pad: int = 4
+    cutout: int = 0
+
+    @classmethod
+    def of(cls, config):
+        """The augmentation `config` asks for, or `None` with `config.augment` off."""
+        return cls(config.pad, config.cutout) if config.augment else None
+
+    def __call__(self, images, draws, xp=np):
+        """`augment` with these settings."""
+        return augment(images, draws, self.pad, self.cutout, xp)
+
+
+def augment(images, draws, pad, cutout=0, xp=np):
+    """Random pad-and-crop, horizontal flip and cutout of a uint8 NHWC batch.
 
     Each image is zero-padded by `pad` pixels on every side and cropped back to
-    its size at a random offset (a shift of up to `pad` pixels), then flipped
-    left-right with probability 1/2. Offsets and flips are drawn per image.
+    its size at a random offset (a shift of up to `pad` pixels in each
+    direction), flipped left-right with probability 1/2, and then, with
+    `cutout`, a `cutout`x`cutout` square centred at a random pixel is zeroed:
+    it spans `centre - cutout // 2` to `centre - cutout // 2 + cutout` on each
+    axis, clipped at the border. Everything is drawn per image.
+
+    All of it is one gather: every output pixel is an input pixel or a zero.
 
     Args:
-        images: Array of shape `(n, h, w, c)`.
+        images: Array of shape `(n, h, w, c)` with a known `n`.
+        draws: float32 array of shape `(n, DRAWS)`, uniform in `[0, 1)`: its
+            columns pick, each among its equally likely values, the choices
+            `DRAWS` lists.
         pad: Padding in pixels; 0 disables the crop.
-        rng: A `numpy.random.Generator`.
-        cutout: Side of the square `cutout_numpy` zeroes after the crop and
-            flip; 0 disables it.
+        cutout: Side of the cutout square in pixels; 0 disables it.
+        xp: The NumPy-API module to compute with: `numpy`, or
+            `tf.experimental.numpy` for tensors inside `tf.data`.
 
     Returns:
-        A new array of the same shape and dtype.
+        An array of the same shape and dtype (`xp`'s).
     """
-    n, h, w, _ = images.shape
-    if pad:
-        padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        rows = rng.integers(0, 2 * pad + 1, n)[:, None] + np.arange(h)
-        cols = rng.integers(0, 2 * pad + 1, n)[:, None] + np.arange(w)
-        images = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    else:
-        images = images.copy()
-    flip = rng.random(n) < 0.5
-    images[flip] = images[flip, :, ::-1]
+    n, h, w, c = images.shape
+    if None in (n, h, w, c):
+        raise ValueError(f"augment needs a batch of known shape; got {tuple(images.shape)}")
+    choices = xp.asarray([2 * pad + 1, 2 * pad + 1, 2, h, w], dtype="int32")
+    # float32 rounding may give u * k == k for u just below 1: clip to k - 1.
+    picks = xp.asarray(xp.floor(draws * xp.asarray(choices, dtype="float32")), dtype="int32")
+    picks = xp.minimum(picks, choices - 1)
+    rows = xp.arange(h, dtype="int32")[None, :] + picks[:, 0:1] - pad  # (n, h) source rows
+    cols = xp.arange(w, dtype="int32")[None, :]
+    cols = xp.where(picks[:, 2:3] == 1, w - 1 - cols, cols) + picks[:, 1:2] - pad
+    zero = ((rows < 0) | (rows >= h))[:, :, None] | ((cols < 0) | (cols >= w))[:, None, :]
     if cutout:
-        images = cutout_numpy(images, cutout, rng)
-    return images
-
-
-def cutout_box(centre, size, extent):
-    """`[start, stop)` of a cutout square's side along one axis, clipped to `[0, extent)`."""
-    start = centre - size // 2
-    return max(start, 0), min(start + size, extent)
-
-
-def cutout_numpy(images, size, rng):
-    """Zeroes one `size`x`size` square per image, centred at a random pixel.
-
-    The square spans `centre - size // 2` to `centre - size // 2 + size` on
-    each axis (`cutout_box`), clipped at the border. Modifies `images` in place
-    and returns it.
-
-    Args:
-        images: Array of shape `(n, h, w, c)`.
-        size: Side of the square in pixels (>= 1).
-        rng: A `numpy.random.Generator`.
-    """
-    n, h, w, _ = images.shape
-    rows = np.arange(h)[None, :] - (rng.integers(0, h, n) - size // 2)[:, None]
-    cols = np.arange(w)[None, :] - (rng.integers(0, w, n) - size // 2)[:, None]
-    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
-    images[inside] = 0
-    return images
-
-
-def augment_tf(images, pad, cutout=0):
-    """`augment_numpy` in TensorFlow ops, for a batch inside `tf.data`.
-
-    Hand-written rather than `keras.layers.RandomCrop`, which crops a whole
-    batch at one offset; this draws one offset per image.
-
-    Args:
-        images: A tensor of shape `(n, h, w, c)`.
-        pad: Padding in pixels; 0 disables the crop.
-        cutout: Side of the cutout square (`cutout_numpy`); 0 disables it.
-
-    Returns:
-        A tensor of the same shape and dtype.
-    """
-    import tensorflow as tf
-
-    shape = tf.shape(images)
-    n, h, w = shape[0], shape[1], shape[2]
-    if pad:
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        dy = tf.random.uniform([n], 0, 2 * pad + 1, tf.int32)
-        dx = tf.random.uniform([n], 0, 2 * pad + 1, tf.int32)
-        rows = dy[:, None] + tf.range(h)[None, :]
-        cols = dx[:, None] + tf.range(w)[None, :]
-        images = tf.gather(padded, rows, axis=1, batch_dims=1)
-        images = tf.gather(images, cols, axis=2, batch_dims=1)
-    flip = tf.random.uniform([n]) < 0.5
-    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    if cutout:
-        rows = tf.range(h)[None, :] - (tf.random.uniform([n], 0, h, tf.int32) - cutout // 2)[:, None]
-        cols = tf.range(w)[None, :] - (tf.random.uniform([n], 0, w, tf.int32) - cutout // 2)[:, None]
-        inside = (((rows >= 0) & (rows < cutout))[:, :, None, None]
-                  & ((cols >= 0) & (cols < cutout))[:, None, :, None])
-        images = tf.where(inside, tf.zeros_like(images), images)
-    return images
+        r = xp.arange(h, dtype="int32")[None, :] - (picks[:, 3:4] - cutout // 2)
+        q = xp.arange(w, dtype="int32")[None, :] - (picks[:, 4:5] - cutout // 2)
+        square = ((r >= 0) & (r < cutout))[:, :, None] & ((q >= 0) & (q < cutout))[:, None, :]
+        zero = zero | square
+    # Pixel 0 of the gathered table is black; image i's pixels follow from 1 + i*h*w.
+    index = (1 + xp.arange(n, dtype="int32")[:, None, None] * (h * w)
+             + xp.clip(rows, 0, h - 1)[:, :, None] * w + xp.clip(cols, 0, w - 1)[:, None, :])
+    index = xp.where(zero, 0, index)
+    pixels = xp.concatenate(
+        [xp.zeros((1, c), dtype=images.dtype), xp.reshape(images, (n * h * w, c))], axis=0)
+    return xp.take(pixels, index, axis=0)

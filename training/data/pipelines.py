@@ -17,7 +17,7 @@ import os
 import keras
 import numpy as np
 
-from training.data.augmentation import augment_numpy, augment_tf
+from training.data.augmentation import DRAWS, Augmentation
 from training.data.errors import DataError
 from training.data.sources import check_split_sizes, load
 from training.distributed import gather
@@ -119,11 +119,9 @@ def build_datasets(config, *, replicas=1, shard=(0, 1)):
         train, val = _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val,
                                   num_classes)
     else:
-        pad = config.pad if config.augment else None
         train = ArrayDataset(
-            x_train, y_train, num_classes, batch_size,
-            shuffle=True, pad=pad, seed=config.seed, drop_remainder=True,
-            cutout=config.cutout if config.augment else 0,
+            x_train, y_train, num_classes, batch_size, shuffle=True,
+            augmentation=Augmentation.of(config), seed=config.seed, drop_remainder=True,
         )
         val = ArrayDataset(x_val, y_val, num_classes, batch_size, sample_weight=w_val)
     return Datasets(
@@ -174,23 +172,22 @@ class ArrayDataset(keras.utils.PyDataset):
         num_classes: Width of the one-hot labels.
         batch_size: Examples per batch.
         shuffle: Reshuffle every epoch.
-        pad: `None` for no augmentation, else the pad-and-crop padding in
-            pixels (`augment_numpy`; 0 flips only).
-        cutout: Side of the cutout square of the augmentation (0: none).
-        seed: Seed of the shuffles and augmentations.
+        augmentation: The `Augmentation` of every batch (`None`: none).
+        seed: Seed of the shuffles and augmentations (each batch's random
+            numbers come from the seed, the epoch and the batch's index).
         sample_weight: Optional per-example weights.
         drop_remainder: Drop the last incomplete batch.
         workers: Worker threads (default: up to 4).
     """
 
-    def __init__(self, x, y, num_classes, batch_size, *, shuffle=False, pad=None,
-                 seed=0, sample_weight=None, drop_remainder=False, workers=None, cutout=0):
+    def __init__(self, x, y, num_classes, batch_size, *, shuffle=False, augmentation=None,
+                 seed=0, sample_weight=None, drop_remainder=False, workers=None):
         super().__init__(workers=workers or min(4, os.cpu_count() or 1),
                          use_multiprocessing=False)
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_classes, self.batch_size = num_classes, batch_size
-        self.shuffle, self.pad, self.seed = shuffle, pad, seed
-        self.drop_remainder, self.cutout = drop_remainder, cutout
+        self.shuffle, self.augmentation, self.seed = shuffle, augmentation, seed
+        self.drop_remainder = drop_remainder
         self._epoch = 0
         self._order = self._permutation()
 
@@ -207,9 +204,9 @@ class ArrayDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         images = self.x[idx]
-        if self.pad is not None:
+        if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self._epoch, index, 1])
-            images = augment_numpy(images, self.pad, rng, cutout=self.cutout)
+            images = self.augmentation(images, rng.random((len(idx), DRAWS), dtype=np.float32))
         onehot = np.eye(self.num_classes, dtype="float32")[self.y[idx]]
         if self.sample_weight is None:
             return images, onehot
@@ -222,21 +219,29 @@ class ArrayDataset(keras.utils.PyDataset):
 
 def _tf_datasets(config, batch_size, x_train, y_train, x_val, y_val, w_val, num_classes):
     import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
 
     autotune = tf.data.AUTOTUNE
-    pad = config.pad
+    augmentation = Augmentation.of(config)
 
-    def train_map(x, y):
-        if config.augment:
-            x = augment_tf(x, pad, cutout=config.cutout)
+    def train_map(x, y, seed):
+        if augmentation is not None:
+            draws = tf.random.stateless_uniform((batch_size, DRAWS), seed)
+            x = augmentation(x, draws, xp=tnp)
         return x, tf.one_hot(y, num_classes)
 
-    train = (
+    batches = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
         # Batch first, then augment whole batches: far cheaper than per image.
         .batch(batch_size, drop_remainder=True)
-        .map(train_map, num_parallel_calls=autotune, deterministic=False)
+    )
+    # One seed per batch, new every epoch, the same in a rerun of the seeded
+    # run: the parallel map below may then run in any order.
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
+    train = (
+        tf.data.Dataset.zip(batches, seeds)
+        .map(lambda batch, seed: train_map(*batch, seed), num_parallel_calls=autotune)
         .prefetch(autotune)
     )
     if w_val is None:
