@@ -144,7 +144,7 @@ def test_overwrite_that_cannot_start_leaves_the_finished_run_intact(
             raise MemoryError("simulated: OOM when allocating the weights")
         monkeypatch.setattr(training.recipe, "build_model", out_of_memory)
     else:
-        monkeypatch.setattr("keras_googlenet.fileio.atomic_write_bytes",
+        monkeypatch.setattr("keras_googlenet._internal.fileio.atomic_write_bytes",
                             _disk_full()(None))
     assert main(_with(finished.args, *extra)) == 1
     _one_line_error(capsys)

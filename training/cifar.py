@@ -41,8 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
-from keras_googlenet.environment import tensorflow_available
-from keras_googlenet.fileio import atomic_save_model, atomic_write_json
+from keras_googlenet._internal.environment import tensorflow_available
+from keras_googlenet._internal.fileio import atomic_save_model, atomic_write_json
 from training.cli import UsageError, one_line
 from training.config import ConfigError
 from training.distributed import (check_same_settings, gather, initialize, is_chief,
@@ -382,7 +382,7 @@ def _callbacks(config, data, backup, history, started, extra=(), scope=None):
     """
     import keras
 
-    from keras_googlenet.environment import accelerator
+    from keras_googlenet._internal.environment import accelerator
     from training.callbacks import AtomicModelCheckpoint, EpochStats, PlotCurves, StopOnNaN
     from training.evaluation import HeldOutEvaluation, selection_metric
     from training.progress import RunProgress, cpu_advice
@@ -467,7 +467,7 @@ def _export(model, config, class_names, allow_overwrite):
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
-    from keras_googlenet.logs import import_backend
+    from keras_googlenet._internal.logs import import_backend
 
     try:
         config = config_from_args(argv)
