@@ -1,6 +1,6 @@
 """The run folder `runs/<name>/`: whether a run may start, and its history.
 
-`training.cifar.train` checks the folders it will write (`check_folders`),
+`training.trainer.train` checks the folders it will write (`check_folders`),
 takes the run's lock (`run_lock`, so that two processes never train one run),
 asks `run_state` before touching anything, then `start_run_folder` writes the
 run's settings; `trim_history` drops the `history.csv` rows of epochs a
