@@ -27,8 +27,8 @@ import numpy as np
 
 from benchmarks.cli_lists import csv_list, float_list, int_list
 from benchmarks.report import report
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 DEFAULT_OUTPUT = "benchmarks/results/android_peers.json"
 PEERS = ("MobileNetV3Small", "MobileNetV2")

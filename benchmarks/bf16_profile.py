@@ -21,8 +21,8 @@ import sys
 
 from benchmarks.cases import default_classes, normalize_case
 from benchmarks.report import report
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 
 def _worker(case_json):

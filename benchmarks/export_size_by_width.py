@@ -22,7 +22,7 @@ import platform
 import sys
 
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.fileio import atomic_write_json
 
 
 def trained_like_model(width, *, stem="cifar", size=32, classes=10, seed=0):

@@ -21,8 +21,8 @@ import sys
 import time
 
 from benchmarks.report import report
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 DEFAULT_OUTPUT = "benchmarks/results/import_cost.json"
 

@@ -44,8 +44,8 @@ from benchmarks.cli_lists import csv_list, int_list
 from benchmarks.report import report
 from keras_googlenet.architecture import DEFAULT_INPUT_SIZE, STEMS
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_bytes, atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_bytes, atomic_write_json
 
 TFLITE_FORMATS = ("float32", "float16", "dynamic", "int8")
 DEFAULT_OUTPUT = "benchmarks/results/inference_latency.json"

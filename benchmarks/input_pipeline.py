@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from keras_googlenet.environment import tensorflow_available
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import tensorflow_available
+from keras_googlenet._internal.fileio import atomic_write_json
 from training.config import PIPELINES, TrainConfig
 from training.data import build_datasets, load_arrays
 

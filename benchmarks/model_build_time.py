@@ -22,8 +22,8 @@ import tempfile
 
 from benchmarks.cli_lists import csv_list
 from benchmarks.report import report
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 DEFAULT_OUTPUT = "benchmarks/results/model_build_time.json"
 VARIANTS = ("flat", "keras")

@@ -20,8 +20,8 @@ import tempfile
 
 from benchmarks.cli_lists import csv_list
 from benchmarks.report import report
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 DEFAULT_OUTPUT = "benchmarks/results/cpu_precision_calibration.json"
 #: The shipped CIFAR-10 recipe, the default run (width 1) and the paper stem.

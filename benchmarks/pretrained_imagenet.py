@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from keras_googlenet.environment import describe, load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import describe, load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 #: TensorFlow Lite's hosted Inception V1 (tensorflow.org/lite/guide/hosted_models).
 HOSTED_INCEPTION_V1 = {"int8": {"size_mb": 6.4, "top1": 0.701}}

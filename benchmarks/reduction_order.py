@@ -31,8 +31,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.workers import free_port
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUTPUT = RESULTS / "multi_worker_reduction_order.json"

@@ -1,9 +1,9 @@
 """The JSON document and the markdown table every benchmark writes.
 
 `report` records the command, the settings, the machine
-(`keras_googlenet.environment.describe`), the load average at the start and the
+(`keras_googlenet._internal.environment.describe`), the load average at the start and the
 end, the FLOP convention (`benchmarks.cases`) and the results; the benchmarks
-write it with `keras_googlenet.fileio.atomic_write_json`. This module imports
+write it with `keras_googlenet._internal.fileio.atomic_write_json`. This module imports
 no framework.
 """
 
@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 
 from benchmarks.cases import FLOP_CONVENTION
-from keras_googlenet.environment import describe, load_average
+from keras_googlenet._internal.environment import describe, load_average
 
 
 def report(name, settings, results, *, extra=None, load_start=None):

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.cli_lists import float_list
-from keras_googlenet.fileio import atomic_write_json, atomic_write_text
+from keras_googlenet._internal.fileio import atomic_write_json, atomic_write_text
 from training.run import elapsed_seconds, read_history
 
 RUN_FILES = ("config.json", "model_config.json", "results.json", "history.csv", "curves.png")

@@ -36,7 +36,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_THROUGHPUT = RESULTS / "multi_worker_throughput.json"

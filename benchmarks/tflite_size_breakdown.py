@@ -27,8 +27,8 @@ import sys
 import numpy as np
 
 from benchmarks.export_size_by_width import trained_like_model
-from keras_googlenet.environment import describe
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import describe
+from keras_googlenet._internal.fileio import atomic_write_json
 
 LABELS = [f"class_{i}" for i in range(10)]
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 from benchmarks.cli_lists import float_list, int_list
 from keras_googlenet.architecture import MAIN_HEAD
-from keras_googlenet.environment import load_average
-from keras_googlenet.figures import new_figure, write_png
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.figures import new_figure, write_png
+from keras_googlenet._internal.fileio import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUTPUT = RESULTS / "time_to_accuracy.json"
@@ -257,7 +257,7 @@ def _accuracy_figure(recipes):
 
 def lscpu():
     """The CPU model and every CPU flag, as `lscpu` reports them (from /proc/cpuinfo)."""
-    from keras_googlenet.environment import cpu
+    from keras_googlenet._internal.environment import cpu
 
     model, flags = cpu()
     return {"model": model, "flags": sorted(flags)}
@@ -342,7 +342,7 @@ def merge(args):
 
 
 def main(argv=None):
-    from keras_googlenet.logs import import_backend
+    from keras_googlenet._internal.logs import import_backend
     from training.cli import UsageError, one_line
 
     try:

@@ -37,8 +37,8 @@ from benchmarks.cli_lists import bool_list, choice_list, csv_list, float_list, i
 from benchmarks.report import markdown_table, report
 from benchmarks.workers import run_interleaved
 from keras_googlenet.architecture import STEMS
-from keras_googlenet.environment import load_average
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import load_average
+from keras_googlenet._internal.fileio import atomic_write_json
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from keras_googlenet.architecture import PAPER_BLOCKS
 from keras_googlenet.config import GoogLeNetConfig
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.fileio import atomic_write_json
 
 
 def search_argv(args):

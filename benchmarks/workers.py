@@ -32,7 +32,7 @@ import tempfile
 import threading
 
 from benchmarks.cases import TRAIN_FLOPS_PER_MAC, normalize_case
-from keras_googlenet.environment import RECORDED_ENV
+from keras_googlenet._internal.environment import RECORDED_ENV
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,7 +10,8 @@ stems' input sizes and the channel-scaling rule. The Keras model
 (`keras_googlenet.model`), the model configuration (`keras_googlenet.config`),
 the tuner's search space and cost model, the training configuration and the
 PyTorch reference of the benchmarks all import it; it imports only the standard
-library, `keras_googlenet.values` (the integer check) (and numpy, lazily, for vectorised scaling), so reading a fact never
+library, `keras_googlenet._internal.values` (the integer check) (and numpy, lazily, for
+vectorised scaling), so reading a fact never
 pulls in Keras.
 
 To add a block type or change the table, this is the file to edit: the model,
@@ -19,7 +20,7 @@ the tuner and the PyTorch reference read it.
 
 import math
 
-from keras_googlenet.values import is_int
+from keras_googlenet._internal.values import is_int
 
 #: Names of the nine Inception blocks, in order.
 BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from keras_googlenet import architecture
-from keras_googlenet.fileio import atomic_write_text, parse_json
-from keras_googlenet.values import is_int
+from keras_googlenet._internal.fileio import atomic_write_text, parse_json
+from keras_googlenet._internal.values import is_int
 
 #: The configuration file written beside weights.
 MODEL_CONFIG_FILE = "model_config.json"

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from keras_googlenet import architecture, imagenet, torch_weights
-from keras_googlenet.fileio import atomic_path
+from keras_googlenet._internal.fileio import atomic_path
 
 #: The `GoogLeNet` arguments torchvision's GoogLeNet fixes (its weights need them).
 _TORCHVISION_ARGUMENTS = {"stem": "imagenet", "width": 1.0, "batch_norm": True, "blocks": None,

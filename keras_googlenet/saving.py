@@ -8,7 +8,7 @@ weights; training runs, tuner searches and exports all write one, and
 import os
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHT_FILES, WEIGHTS_FILE, GoogLeNetConfig
-from keras_googlenet.fileio import atomic_save_weights
+from keras_googlenet._internal.fileio import atomic_save_weights
 from keras_googlenet.model import GoogLeNet
 
 

@@ -62,7 +62,8 @@ def test_importing_the_package_and_its_facts_does_not_import_keras():
     code = (
         "import sys, keras_googlenet as kg; "
         "kg.GoogLeNetConfig(stem='cifar', classes=10).validate(); kg.PAPER_BLOCKS; "
-        "import keras_googlenet.architecture, keras_googlenet.config, keras_googlenet.fileio; "
+        "import keras_googlenet.architecture, keras_googlenet.config; "
+        "import keras_googlenet._internal.fileio; "
         "print('keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from training_helpers import make_image_folder
 
-from keras_googlenet.images import decode_image
+from keras_googlenet._internal.images import decode_image
 from training.config import TrainConfig
 from training.data import DataError, load_arrays
 
@@ -95,7 +95,7 @@ def test_what_is_not_a_regular_file_is_reported_not_read(tmp_path, capsys, speci
 def test_decode_image_refuses_a_fifo_without_opening_it(tmp_path):
     import os
 
-    from keras_googlenet.images import ImageError
+    from keras_googlenet._internal.images import ImageError
 
     os.mkfifo(tmp_path / "x.png")
     with pytest.raises(ImageError, match="not a regular file \\(a FIFO\\)"):

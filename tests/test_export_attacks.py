@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from keras_googlenet import fileio
+from keras_googlenet._internal import fileio
 
 # ---- atomic_directory: the final path is never absent ---------------------------
 
@@ -70,7 +70,7 @@ def test_exchange_paths_swaps_and_fallback_is_used_without_it(tmp_path, monkeypa
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, sys
-    from keras_googlenet import fileio
+    from keras_googlenet._internal import fileio
     target, step = sys.argv[1], sys.argv[2]
     real_exchange, real_rmtree = fileio.exchange_paths, fileio.shutil.rmtree
     def exchange(a, b):

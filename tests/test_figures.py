@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_googlenet import figures
+from keras_googlenet._internal import figures
 from keras_googlenet.architecture import HEADS
 from keras_googlenet.export.chart import CHART_SIZE, report_figure, write_report_chart
-from keras_googlenet.fileio import TMP_PREFIX
+from keras_googlenet._internal.fileio import TMP_PREFIX
 from training import curves
 from training.callbacks import PlotCurves
 from training.run import ELAPSED_COLUMN, elapsed_seconds, read_history, trim_history
@@ -49,7 +49,7 @@ def _no_temporaries(folder):
     return not [p.name for p in folder.iterdir() if p.name.startswith(TMP_PREFIX)]
 
 
-# ---- keras_googlenet.figures ----------------------------------------------------
+# ---- keras_googlenet._internal.figures ----------------------------------------------------
 
 
 def test_a_figure_is_a_png_of_its_stated_pixel_size(tmp_path):
@@ -85,7 +85,7 @@ def test_an_error_while_drawing_keeps_the_previous_file(tmp_path):
 def test_drawing_leaves_the_users_matplotlib_backend_and_pyplot_alone(repo, tmp_path):
     code = (
         "import sys, matplotlib; matplotlib.use('svg'); "
-        "from keras_googlenet import figures; "
+        "from keras_googlenet._internal import figures; "
         f"figures.write_png({str(tmp_path / 'a.png')!r}, lambda: figures.new_figure((40, 30))); "
         "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
     )

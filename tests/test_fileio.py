@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from keras_googlenet import environment, fileio, images
+from keras_googlenet._internal import environment, fileio, images
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Quiet framework logging (keras_googlenet.logs): noise hidden, real messages kept."""
+"""Quiet framework logging (keras_googlenet._internal.logs): noise hidden, real messages kept."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from keras_googlenet import logs
+from keras_googlenet._internal import logs
 
 NOISE = [
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -43,7 +43,7 @@ def test_cuinit_is_noise_only_without_an_nvidia_device():
 
 _CHILD = """
 import os, sys
-from keras_googlenet import logs
+from keras_googlenet._internal import logs
 try:
     with logs.quiet_native_stderr(verbose={verbose}):
         os.write(2, b"{noise}\\n")
@@ -85,7 +85,7 @@ def test_a_long_native_log_of_a_failure_is_one_line_unless_verbose(verbose):
 
 @pytest.mark.slow
 def test_importing_the_backend_prints_no_framework_noise():
-    code = ("from keras_googlenet import logs; keras = logs.import_backend(); "
+    code = ("from keras_googlenet._internal import logs; keras = logs.import_backend(); "
             "import keras_googlenet as kg; kg.GoogLeNet(stem='cifar', classes=2, width=0.125); "
             "print('ok')")
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from training_helpers import CLASSES, TINY, make_image_folder
 
-from keras_googlenet.environment import accelerator, auto_precision, cpu
+from keras_googlenet._internal.environment import accelerator, auto_precision, cpu
 from training import precision
 from training.cifar import main
 from training.config import TrainConfig

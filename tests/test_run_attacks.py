@@ -144,7 +144,7 @@ def test_overwrite_that_cannot_start_leaves_the_finished_run_intact(
             raise MemoryError("simulated: OOM when allocating the weights")
         monkeypatch.setattr(training.recipe, "build_model", out_of_memory)
     else:
-        monkeypatch.setattr("keras_googlenet.fileio.atomic_write_bytes",
+        monkeypatch.setattr("keras_googlenet._internal.fileio.atomic_write_bytes",
                             _disk_full()(None))
     assert main(_with(finished.args, *extra)) == 1
     _one_line_error(capsys)
@@ -166,8 +166,8 @@ def test_overwrite_replaces_the_finished_run_once_the_new_one_starts(finished, c
 @pytest.mark.parametrize("target, after, resumed", [
     ("training.callbacks.atomic_save_weights", 1, "Resuming from the backup"),  # epoch 2's backup
     ("training.callbacks.atomic_save_model", 0, "interrupted before it finished an epoch"),
-    ("training.cifar.atomic_save_model", 0, "All 2 epochs were trained already"),  # model.keras
-    ("training.cifar.atomic_write_json", 0, "All 2 epochs were trained already"),  # results
+    ("training.trainer.atomic_save_model", 0, "All 2 epochs were trained already"),  # model.keras
+    ("training.results.atomic_write_json", 0, "All 2 epochs were trained already"),  # results
 ])
 def test_disk_full_while_checkpointing_is_one_line_and_resumable(
         tmp_path, data, capsys, monkeypatch, target, after, resumed):

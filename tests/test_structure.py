@@ -143,7 +143,7 @@ RULES = {
     "MAX_WIDTH": "keras_googlenet/config.py",
     "TORCH_SUFFIXES": "keras_googlenet/torch_weights.py",
     "is_block_table": "keras_googlenet/architecture.py",
-    "is_int": "keras_googlenet/values.py",
+    "is_int": "keras_googlenet/_internal/values.py",
     "argument_conflicts": "keras_googlenet/pretrained.py",
 }
 #: The copies they replaced, which must not come back.

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from keras_googlenet.environment import auto_precision, cpu
+from keras_googlenet._internal.environment import auto_precision, cpu
 from training.cifar import config_from_args, main
 from training.config import ConfigError, TrainConfig
 

@@ -24,7 +24,8 @@ from training_helpers import (
     tar_with,
 )
 
-from keras_googlenet import HEADS, fileio
+from keras_googlenet import HEADS
+from keras_googlenet._internal import fileio
 from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from training.cifar import main
 from training.config import TrainConfig
@@ -346,7 +347,7 @@ def test_backup_is_replaced_atomically_and_restores(tmp_path, monkeypatch):
     backup.on_epoch_end(2)
     weights = [w.copy() for w in model.get_weights()]
     files = snapshot(tmp_path / "backup")
-    # The weights file is written by keras_googlenet.fileio with `open`: die in it.
+    # The weights file is written by keras_googlenet._internal.fileio with `open`: die in it.
     monkeypatch.setattr(fileio, "open", _open_that_dies_mid_write, raising=False)
     with pytest.raises(OSError, match="killed mid-write"):
         backup.on_epoch_end(3)

@@ -19,7 +19,7 @@ CLASSES = ("cat", "dog", "frog")
 
 #: Flags of the tiniest trainable GoogLeNet, for end-to-end runs.
 #: `--precision float32`: `--precision auto` picks bf16 on some CPUs and float32 on
-#: others (`keras_googlenet.environment.auto_precision`), and these runs must train
+#: others (`keras_googlenet._internal.environment.auto_precision`), and these runs must train
 #: the same on every CI machine; tests/test_precision.py runs auto and bf16.
 TINY = ["--width", "0.125", "--stem", "cifar", "--image-size", "16", "--batch-size", "16",
         "--precision", "float32", "--verbose", "2"]

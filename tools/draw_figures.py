@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_googlenet.figures import write_png
+from keras_googlenet._internal.figures import write_png
 
 
 def _curves(source):

@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import os
 
-from keras_googlenet.fileio import parse_json
+from keras_googlenet._internal.fileio import parse_json
 from training.config import TrainConfig
 from training.run import read_history
 

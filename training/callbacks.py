@@ -9,7 +9,9 @@ from pathlib import Path
 
 import keras
 
-from keras_googlenet.fileio import atomic_save_model, atomic_save_weights, atomic_write_text
+from keras_googlenet._internal.fileio import (
+    atomic_save_model, atomic_save_weights, atomic_write_text,
+)
 from training.cli import one_line
 from training.curves import write_curves
 from training.run import ELAPSED_COLUMN, OVERWRITE_HINT, RunError
@@ -24,7 +26,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     Keras writes the checkpoint in place, so a kill during a save would leave
     a corrupt file where the previous good one was. This subclass saves
-    through `keras_googlenet.fileio` (a temporary file in the same folder,
+    through `keras_googlenet._internal.fileio` (a temporary file in the same folder,
     renamed over the checkpoint). Use a plain file path (no `{epoch}` fields).
     """
 

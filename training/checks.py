@@ -13,7 +13,7 @@ import os
 
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, argument_conflicts, weights_entry
 from keras_googlenet.torch_weights import TORCH_SUFFIXES
-from keras_googlenet.values import is_int
+from keras_googlenet._internal.values import is_int
 
 
 def is_num(value):

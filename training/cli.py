@@ -61,7 +61,7 @@ def import_backend_quietly(argv):
     """Imports Keras and its backend with framework noise hidden, unless `argv` asks
     for it with -v/--framework-logs (looked up before parsing, since parsing may
     already need the backend)."""
-    from keras_googlenet.logs import import_backend
+    from keras_googlenet._internal.logs import import_backend
 
     import_backend(verbose=any(arg in FRAMEWORK_LOGS_FLAGS for arg in argv))
 

@@ -24,9 +24,11 @@ from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
 from keras_googlenet.pretrained import weights_entry
 from keras_googlenet.config import MAX_WIDTH, GoogLeNetConfig
-from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
-from keras_googlenet.fileio import atomic_write_json, parse_json
-from keras_googlenet.values import is_int
+from keras_googlenet._internal.environment import (
+    accelerator, auto_precision, cpu, tensorflow_available,
+)
+from keras_googlenet._internal.fileio import atomic_write_json, parse_json
+from keras_googlenet._internal.values import is_int
 from training.checks import (
     at_least,
     fraction,
@@ -216,7 +218,7 @@ class TrainConfig:
         - `jit`: on when a GPU is visible to the Keras backend, or on JAX (whose
           non-jitted execution is op-by-op); off on CPU with TensorFlow, where
           XLA is slower.
-        - `precision`: `keras_googlenet.environment.auto_precision`:
+        - `precision`: `keras_googlenet._internal.environment.auto_precision`:
           `mixed_bfloat16` on GPUs that support it (compute capability 8.0+),
           `mixed_float16` on older GPUs; on CPU with TensorFlow, `mixed_bfloat16`
           where the CPU has bf16 units (`amx_bf16` or `avx512_bf16`), else

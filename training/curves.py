@@ -6,12 +6,12 @@ each epoch, and the held-out accuracy of every head against the run's wall
 time (`training.run.elapsed_seconds`). The picture is redrawn from the whole
 `history.csv` after every epoch (`training.callbacks.PlotCurves`), so a resumed
 run's picture covers every epoch, and written atomically
-(`keras_googlenet.figures`). Epochs are counted from 1, like the console
+(`keras_googlenet._internal.figures`). Epochs are counted from 1, like the console
 (`history.csv`'s `epoch` column counts from 0, as Keras's CSVLogger writes it).
 """
 
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
-from keras_googlenet.figures import new_figure, try_write_png
+from keras_googlenet._internal.figures import new_figure, try_write_png
 from training.run import elapsed_seconds, read_history
 
 #: The picture's file name, beside `history.csv` in the run folder.

@@ -16,7 +16,8 @@ reproduced by two real workers on 127.0.0.1 in tests/test_distributed.py), so
 `--strategy multi-worker` needs JAX.
 
 Process 0, the chief, writes the run folder; the others read its backup from
-the same (shared) folder to resume (`training.cifar`).
+the same (shared) folder to resume (`training.trainer`; the start's protocol is at the
+end of this module).
 """
 
 import dataclasses
@@ -25,6 +26,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -33,6 +35,7 @@ import zlib
 
 from training.cli import one_line
 from training.config import ConfigError
+from training.run import RunError
 
 #: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
 TF_MULTI_WORKER_UNSUPPORTED = (
@@ -331,3 +334,61 @@ def process_callbacks():
                   f"{weights_digest(self.model)}", flush=True)
 
     return [PrintWeightsDigest()]
+
+
+# ---- the run's start: process 0 decides, the others follow (training.trainer) ----------
+
+#: `training.run.run_state`'s answers, by the code the chief sends the other processes.
+RUN_STATES = ("new", "resume", "overwrite")
+
+
+def send_run_state(state):
+    """The chief's half of a run's start: sends `training.run.run_state`'s answer
+    to the other processes (None: the run cannot start). A no-op in one process."""
+    gather([-1 if state is None else RUN_STATES.index(state)])
+
+
+def receive_run_state(config):
+    """The other processes' half: the chief's `training.run.run_state` answer.
+
+    Raises:
+        RunError: If the chief could not start the run.
+    """
+    code = gather([0])[0][0]  # the chief's run_state
+    if code < 0:
+        raise RunError(f"process 0 could not start run {config.name!r} (its error says why)")
+    return RUN_STATES[code]
+
+
+def copy_resume_state(shared_run_dir, run_dir):
+    """Copies the chief's backup and history into this process's run folder copy
+    (a run folder that is not shared leaves it without: `check_same_epoch` then stops
+    the run)."""
+    backup = shared_run_dir / "backup"
+    if not backup.is_dir():
+        return
+    run_dir.mkdir(parents=True)
+    try:
+        shutil.copytree(backup, run_dir / "backup")
+        if (shared_run_dir / "history.csv").exists():
+            shutil.copy2(shared_run_dir / "history.csv", run_dir / "history.csv")
+    except OSError as e:
+        raise RunError(f"process {process_index()} could not read the backup in {backup} "
+                       f"({one_line(e, 120)})") from e
+
+
+def check_same_epoch(resumed_from):
+    """Checks that every process resumes from the same epoch of the same backup.
+
+    Every process calls it with the epoch its backup holds (0: none), or calls
+    `gather([-1])` instead when it cannot resume.
+
+    Raises:
+        RunError: If the processes found different backups, or one could not resume.
+    """
+    epochs = [row[0] for row in gather([resumed_from])]
+    if min(epochs) < 0 or len(set(epochs)) > 1:  # the same on every process
+        if min(epochs) >= 0:
+            raise RunError(f"the processes found backups of different epochs ({epochs}) in "
+                           "the run folder: it must be one folder shared by every process")
+        raise RunError("another process could not resume the run (its error says why)")

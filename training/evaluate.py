@@ -12,7 +12,7 @@
   precision, recall and F1, their macro means, and the confusion matrix
   (counts; rows: true class, columns: predicted class);
 - `confusion.png`: that matrix as a picture, each row coloured by its share
-  of the class's images (`keras_googlenet.figures`, as `curves.png`).
+  of the class's images (`keras_googlenet._internal.figures`, as `curves.png`).
 
 Every training run calls it at its end on the held-out split
 (`evaluate_finished_training`): the files sit beside `results.json`, which
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_googlenet.architecture import MAIN_HEAD
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.fileio import atomic_write_json
 from training.cli import OneLineParser, UsageError, add_framework_logs_flag, one_line
 from training.metrics import TOP_K, classification_report
 
@@ -165,7 +165,7 @@ def evaluate(model, data, class_names, out_dir, *, tta_flip=False, scope=None, s
 def confusion_figure(report, title=""):
     """The confusion matrix of a report as a `matplotlib.figure.Figure`: cells
     coloured by their share of the row (the class's images), counts written in."""
-    from keras_googlenet.figures import new_figure
+    from keras_googlenet._internal.figures import new_figure
 
     counts = np.asarray(report["confusion_matrix"])
     names = report["class_names"]
@@ -197,7 +197,7 @@ def confusion_figure(report, title=""):
 def write_evaluation(out_dir, report, title=""):
     """Writes `evaluation.json` (atomically) and `confusion.png` (never fatal:
     a failure to draw is one notice on stderr) into `out_dir`."""
-    from keras_googlenet.figures import try_write_png
+    from keras_googlenet._internal.figures import try_write_png
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -385,7 +385,7 @@ def main(argv=None):
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)
         return 2
-    from keras_googlenet.logs import import_backend
+    from keras_googlenet._internal.logs import import_backend
 
     import_backend(verbose=args.framework_logs)
     try:

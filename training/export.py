@@ -32,7 +32,7 @@ from keras_googlenet import export as ex
 from keras_googlenet.architecture import HEADS, MAIN_HEAD
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.export.errors import export_directory
-from keras_googlenet.fileio import remove_stale_siblings, temporary_directory_sibling
+from keras_googlenet._internal.fileio import remove_stale_siblings, temporary_directory_sibling
 from training.cli import (
     OneLineParser,
     UsageError,
@@ -217,7 +217,7 @@ def _scratch_temp_folder(destination):
     `__autograph_generated_file*.py`, removed only at a normal exit); here they
     go to `.tmp-<pid>-NAME-system_*` beside the export, which this function
     removes at the end and, after a kill, the next export of NAME removes
-    (`keras_googlenet.fileio.remove_stale_siblings`), with any other leftover
+    (`keras_googlenet._internal.fileio.remove_stale_siblings`), with any other leftover
     temporary folders of NAME. Folders it had to create for it are removed
     again when the export failed (they are left empty).
     """

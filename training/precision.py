@@ -3,7 +3,7 @@
 A CPU flag (`avx512_bf16`, `amx_bf16`) says that bf16 kernels exist, not that they
 win: on one Xeon bf16 trained the CIFAR-stem network at 0.69x float32, on AMD Zen 5
 at 1.53x (`benchmarks/results/cpu_precision_calibration.json`). So where the rule
-of `keras_googlenet.environment.auto_precision` picks `mixed_bfloat16` on a CPU,
+of `keras_googlenet._internal.environment.auto_precision` picks `mixed_bfloat16` on a CPU,
 `calibrate` times a few training steps of the run's own network (its stem, width,
 blocks, image size and batch size) in float32 and in `mixed_bfloat16`, interleaved,
 and keeps bf16 only when it is at least `MIN_SPEEDUP` times faster. The answer is
@@ -18,8 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from keras_googlenet.environment import cpu, package_versions
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.environment import cpu, package_versions
+from keras_googlenet._internal.fileio import atomic_write_json
 
 #: bf16 is kept only when float32 steps take at least this many times as long:
 #: below it the gain is within the noise of a shared machine, and auto must
@@ -33,7 +33,7 @@ BF16 = "mixed_bfloat16"
 
 def needs_calibration(config):
     """Whether `config` (resolved) is an auto choice of bf16 by the CPU rule (GPUs have
-    reasons of their own, `keras_googlenet.environment.auto_precision`)."""
+    reasons of their own, `keras_googlenet._internal.environment.auto_precision`)."""
     return config.precision == BF16 and (config.precision_reason or "").startswith("auto: CPU has")
 
 

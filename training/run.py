@@ -1,10 +1,10 @@
 """The run folder `runs/<name>/`: whether a run may start, and its history.
 
-`training.cifar.train` checks the folders it will write (`check_folders`),
+`training.trainer.train` checks the folders it will write (`check_folders`),
 takes the run's lock (`run_lock`, so that two processes never train one run),
 asks `run_state` before touching anything, then `start_run_folder` writes the
 run's settings; `trim_history` drops the `history.csv` rows of epochs a
-resumed run redoes. Every write goes through `keras_googlenet.fileio`.
+resumed run redoes. Every write goes through `keras_googlenet._internal.fileio`.
 """
 
 import contextlib
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from keras_googlenet.config import MODEL_CONFIG_FILE
-from keras_googlenet.fileio import (
+from keras_googlenet._internal.fileio import (
     TMP_PREFIX,
     atomic_path,
     atomic_write_text,

@@ -14,7 +14,7 @@ Trials without a score (failed, over budget, running) are counted in the title.
 import math
 
 from keras_googlenet.architecture import PAPER_BLOCKS
-from keras_googlenet.figures import new_figure, try_write_png
+from keras_googlenet._internal.figures import new_figure, try_write_png
 
 #: The picture's file name, in the search folder.
 TRIALS_CHART = "trials.png"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from keras_googlenet.architecture import STAGE_BLOCKS
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHTS_FILE
-from keras_googlenet.fileio import atomic_path, atomic_write_json, atomic_write_text
-from keras_googlenet.values import is_int
+from keras_googlenet._internal.fileio import atomic_path, atomic_write_json, atomic_write_text
+from keras_googlenet._internal.values import is_int
 from training.checks import is_num
 from training.config import RESUME_INDEPENDENT
 from tuner.chart import TRIALS_CHART, write_trials_chart

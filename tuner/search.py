@@ -50,7 +50,7 @@ from pathlib import Path
 from training.cli import OneLineParser, UsageError, import_backend_quietly
 from training.flags import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
-from keras_googlenet.fileio import atomic_write_json
+from keras_googlenet._internal.fileio import atomic_write_json
 from training.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
 from tuner.folder import (
     PROJECT,
@@ -206,7 +206,7 @@ def search(options, raw_config):
     import keras
 
     from keras_googlenet import HEADS
-    from keras_googlenet.environment import tensorflow_available
+    from keras_googlenet._internal.environment import tensorflow_available
     from training.callbacks import StopOnNaN
     from training.data import build_datasets
     from training.recipe import fan_out_datasets

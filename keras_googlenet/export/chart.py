@@ -13,7 +13,7 @@ written earlier, `python tools/draw_figures.py export REPORT.json --output X.png
 
 import os
 
-from keras_googlenet.figures import new_figure, try_write_png
+from keras_googlenet._internal.figures import new_figure, try_write_png
 
 #: The picture's file name, beside `export_report.json`.
 CHART_FILE = "export_report.png"

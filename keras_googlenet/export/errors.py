@@ -2,7 +2,7 @@
 
 import contextlib
 
-from keras_googlenet.fileio import DestinationError, atomic_directory, check_destination
+from keras_googlenet._internal.fileio import DestinationError, atomic_directory, check_destination
 
 
 class ExportError(Exception):
@@ -32,7 +32,7 @@ def check_export_destination(directory, overwrite=False):
 
 @contextlib.contextmanager
 def export_directory(directory, overwrite=False):
-    """`keras_googlenet.fileio.atomic_directory`, raising ExportError for a bad destination.
+    """`keras_googlenet._internal.fileio.atomic_directory`, raising ExportError for a bad destination.
 
     Yields a temporary folder that replaces `directory` only when the `with`
     block succeeds, so `directory` is either the old content or a complete

@@ -1,7 +1,7 @@
 """`export`: every format of one head of a model, each checked against Keras, and a report.
 
 The inputs are a Keras model and images given as arrays or image folders
-(read with `keras_googlenet.images`); where the images come from (a training
+(read with `keras_googlenet._internal.images`); where the images come from (a training
 run, a dataset) is the caller's business. `python -m training.export` is the
 command-line front end that reads a training run folder.
 """
@@ -32,9 +32,9 @@ from keras_googlenet.export.serving import INPUT_NAME, OUTPUT_NAME, deployment_m
 from keras_googlenet.export.serving import input_size, keras_probabilities, num_classes
 from keras_googlenet.export.tflite import FORMATS, TFLITE_FORMATS, convert_saved_model
 from keras_googlenet.export.tflite import parse_formats, tflite_filename, tflite_ops
-from keras_googlenet.fileio import atomic_write_bytes, atomic_write_json
-from keras_googlenet.fileio import temporary_directory_sibling
-from keras_googlenet.images import ImageError, load_image_folder
+from keras_googlenet._internal.fileio import atomic_write_bytes, atomic_write_json
+from keras_googlenet._internal.fileio import temporary_directory_sibling
+from keras_googlenet._internal.images import ImageError, load_image_folder
 from keras_googlenet.utils import count_flops, float32_model, inference_model
 
 
@@ -118,7 +118,7 @@ def _tflite_rows(model, tmp, head, fmts, calibration, sample, reference, sample_
     converted = []
     # The batch-1 SavedModel the converter reads: beside the export, not in the
     # system temp folder, so that a kill leaves it where the next export of
-    # `directory` deletes it (keras_googlenet.fileio.remove_stale_siblings).
+    # `directory` deletes it (keras_googlenet._internal.fileio.remove_stale_siblings).
     # One per input type: int8 converts from the same graph with a float32 input.
     batch1 = {}
     try:

@@ -11,7 +11,7 @@ import os
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, GoogLeNetConfig
 from keras_googlenet.export.errors import ExportError
-from keras_googlenet.fileio import atomic_write_text, label_forbidden_characters
+from keras_googlenet._internal.fileio import atomic_write_text, label_forbidden_characters
 from keras_googlenet.imagenet import imagenet_class_names
 from keras_googlenet.saving import check_weights_fit, save_model_folder
 
@@ -29,7 +29,7 @@ def resolve_labels(labels, classes):
     Raises:
         ExportError: If the count differs from `classes` or a label is empty,
             multi-line, holds a character class names may not hold
-            (`keras_googlenet.fileio.label_forbidden_characters`) or is not valid UTF-8 text (they are embedded in the
+            (`keras_googlenet._internal.fileio.label_forbidden_characters`) or is not valid UTF-8 text (they are embedded in the
             `.tflite` files as UTF-8).
     """
     if labels is None:

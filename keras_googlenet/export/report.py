@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_googlenet.environment import describe
+from keras_googlenet._internal.environment import describe
 from keras_googlenet.export.labels import LABELS_FILE
 from keras_googlenet.export.metadata import MIN_PARSER_VERSION
 

@@ -16,7 +16,7 @@ from keras_googlenet.architecture import MAIN_HEAD
 from keras_googlenet.export.errors import ExportError, one_line
 from keras_googlenet.export.saved_model import write_saved_model
 from keras_googlenet.export.serving import INPUT_NAME, deployment_model
-from keras_googlenet.logs import quiet_native_stderr
+from keras_googlenet._internal.logs import quiet_native_stderr
 
 #: Every format `export` can write, in the order it writes them.
 FORMATS = ("saved_model", "float32", "float16", "dynamic", "int8")

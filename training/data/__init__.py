@@ -6,7 +6,7 @@ role per module:
 
 - `sources`: the TFDS, folder and synthetic loaders (`load_arrays`);
 - `archives`: `resolve_data_dir`, safe extraction of archives into a cache;
-- `decoding`: threaded decoding of file lists (`keras_googlenet.images`);
+- `decoding`: threaded decoding of file lists (`keras_googlenet._internal.images`);
 - `splits`: the seeded stratified held-out split and `--limit`;
 - `augmentation`: random pad-and-crop, flip and cutout, written once for both pipelines;
 - `pipelines`: `build_datasets`, `tf.data` or `ArrayDataset` (`keras.utils.PyDataset`).

@@ -7,7 +7,7 @@ bypassed by a chain of symbolic links longer than `PATH_MAX`,
 CVE-2025-4517): every member is checked before anything is written, only
 regular files and folders are extracted, each written by this module to a
 path it computes itself from the member's name, and the total size is
-capped. Extraction goes through `keras_googlenet.fileio.atomic_directory`,
+capped. Extraction goes through `keras_googlenet._internal.fileio.atomic_directory`,
 so a cached folder is always complete and a failed or interrupted
 extraction leaves nothing behind.
 """
@@ -23,7 +23,9 @@ import zipfile
 import zlib
 from pathlib import Path, PureWindowsPath
 
-from keras_googlenet.fileio import DestinationError, atomic_directory, remove_stale_temporaries
+from keras_googlenet._internal.fileio import (
+    DestinationError, atomic_directory, remove_stale_temporaries,
+)
 from training.data.errors import DataError
 
 try:

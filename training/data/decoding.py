@@ -1,7 +1,7 @@
 """Decoding lists of image files into uint8 arrays, in threads.
 
 Every image goes through the project's one decoder,
-`keras_googlenet.images.decode_image`; a file it cannot read is returned as
+`keras_googlenet._internal.images.decode_image`; a file it cannot read is returned as
 "bad" for the caller to skip or report.
 """
 
@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from keras_googlenet.images import ImageError, decode_image
+from keras_googlenet._internal.images import ImageError, decode_image
 
 
 def _decode_or_none(path, size):

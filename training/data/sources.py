@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from keras_googlenet.fileio import label_forbidden_characters
-from keras_googlenet.images import resize_images
+from keras_googlenet._internal.fileio import label_forbidden_characters
+from keras_googlenet._internal.images import resize_images
 from training.data.archives import resolve_data_dir
 from training.data.decoding import decode_files
 from training.data.errors import DataError
@@ -231,7 +231,7 @@ def class_folders(split_dir):
     Raises:
         DataError: If there are none, or a name holds a control or format
             character (a newline, a tab, U+202E, ...:
-            `keras_googlenet.fileio.label_forbidden_characters`): such names cannot be written in the run's
+            `keras_googlenet._internal.fileio.label_forbidden_characters`): such names cannot be written in the run's
             label files, so they are refused before anything is trained. Also
             if a class folder is a link to `split_dir`, a folder above it, or
             another folder inside it: its images would be every class's (or

@@ -11,7 +11,7 @@ export's `export_report.png`) are drawn here the same way:
   `matplotlibrc` does not change the picture) at `DPI`, so a figure of
   `size` pixels is a PNG of exactly that many pixels;
 - the PNG is rendered in memory and then written with
-  `keras_googlenet.fileio.atomic_write_bytes`: an error while drawing leaves
+  `keras_googlenet._internal.fileio.atomic_write_bytes`: an error while drawing leaves
   the previous file untouched, and a kill never leaves half a PNG;
 - `try_write_png` turns any failure (matplotlib missing, a bad value, a full
   disk) into one logged line, for callers that must go on (a training run).
@@ -20,7 +20,7 @@ export's `export_report.png`) are drawn here the same way:
 import io
 import sys
 
-from keras_googlenet.fileio import atomic_write_bytes
+from keras_googlenet._internal.fileio import atomic_write_bytes
 
 #: Dots per inch of every figure: `size` pixels are `size / DPI` inches.
 DPI = 100
