@@ -196,3 +196,32 @@ def test_multi_worker_settings_come_from_keras_variables(monkeypatch):
         "10.0.0.1:1234", 4, 3)
     # Flags win over the variables.
     assert TrainConfig(strategy="multi-worker", process_id=0).resolve_processes().process_id == 0
+
+
+def test_resume_rules_and_legacy_values_come_from_the_declarations():
+    from training.config import LEGACY_VALUES, RESUME_INDEPENDENT
+
+    assert set(RESUME_INDEPENDENT) == {
+        "overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
+        "max_extract_mb", "max_extract_ratio", "steps_per_execution", "run_eagerly",
+        "precision_reason", "job_addresses", "process_id", "init_timeout"}
+    assert LEGACY_VALUES == {"cutout": 0, "tta_flip": False, "lr_scaling": "none",
+                             "freeze_epochs": 0, "finetune_lr_factor": None}
+    old_run = {k: v for k, v in TrainConfig().to_dict().items() if k not in LEGACY_VALUES}
+    assert TrainConfig.from_dict(old_run) == TrainConfig()
+
+
+def test_a_saved_run_configuration_loads_validates_and_resumes(tmp_path):
+    """The shipped model's config.json (written before the settings were declared with
+    `training.fields.flag`) still loads, validates and compares equal after a round trip."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/cifar10_w05/config.json"
+    saved = json.loads(path.read_text())
+    config = TrainConfig.load(path)
+    config.validate()
+    assert (config.width, config.stem, config.epochs) == (saved["width"], saved["stem"], saved["epochs"])
+    config.save(tmp_path / "config.json")
+    again = TrainConfig.load(tmp_path / "config.json")
+    assert again == config and again.resume_differences(config) == []
+    assert set(saved) <= set(json.loads((tmp_path / "config.json").read_text()))

@@ -51,7 +51,9 @@ from training.cli import OneLineParser, UsageError, import_backend_quietly
 from training.flags import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet.fileio import atomic_write_json
-from training.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
+from training.checks import MAX_NAME_LENGTH
+from training.config import ConfigError, TrainConfig
+from training.fields import unset_auto
 from tuner.folder import (
     PROJECT,
     TUNER_ID_KEY,
@@ -66,11 +68,6 @@ from tuner.folder import (
 )
 from tuner.cost import Budget, BudgetError, CostModel
 from tuner.space import SearchSpace, SpaceError
-
-#: Flags of this command that are not TrainConfig fields.
-_SEARCH_FLAGS = ("tuner", "max_trials", "directory", "max_mflops", "max_params", "fill_budget",
-                 "min_width", "max_width", "width_step", "train_best", "train_epochs")
-
 
 # ---- command line -------------------------------------------------------------
 
@@ -131,10 +128,10 @@ def parse_args(argv=None):
     args = vars(build_parser().parse_args(argv))
     if args.pop("width") is not None:
         raise UsageError("--width is searched: use --min-width / --max-width")
-    options = {key: args.pop(key) for key in _SEARCH_FLAGS}
-    for key in ("precision", "pipeline"):
-        if args[key] == "auto":
-            args[key] = None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    # The search's own flags: those that are not TrainConfig fields.
+    options = {key: args.pop(key) for key in list(args) if key not in fields}
+    args = unset_auto(TrainConfig, args)
     if args["name"] is None:
         args["name"] = TrainConfig().name  # replaced by --train-best's own default
         options["name"] = None
