@@ -211,3 +211,42 @@ def test_a_flag_declared_once_reaches_help_validation_config_json_and_resume(tmp
     assert WithNewFlags.from_dict(older).mix_alpha == 0.0
     assert config.resume_differences(dataclasses.replace(config, log_note="b")) == []
     assert config.resume_differences(dataclasses.replace(config, mix_alpha=0.5)) == ["mix_alpha"]
+
+
+def test_a_network_setting_declared_once_reaches_help_validation_and_config_json(tmp_path,
+                                                                                 monkeypatch):
+    """A `GoogLeNetConfig` argument becomes a flag with one `setting(...)` in
+    `TrainConfig.model`'s declaration: its default and type are the library's, and the
+    library's check rejects a bad value, said with the flag's name."""
+    import dataclasses
+    import json
+
+    import training.flags
+    from training.config import ConfigError, TrainConfig, default_model
+    from training.fields import nested, setting
+
+    declared = dataclasses.fields(TrainConfig)
+    model_settings = next(f for f in declared if f.name == "model").metadata["nested"]
+
+    @dataclasses.dataclass
+    class WithNewSetting(TrainConfig):
+        model: object = nested(default_model, group="model", settings={
+            **model_settings, "include_preprocessing": setting("rescale pixels in the model")})
+
+    monkeypatch.setattr(training.flags, "TrainConfig", WithNewSetting)
+    help_text = " ".join(training.flags.build_parser().format_help().split())
+    model_group = help_text.split("model:", 1)[1].split("recipe:", 1)[0]
+    assert ("--include-preprocessing, --no-include-preprocessing rescale pixels in the model "
+            "(default: True)") in model_group
+
+    config = training.flags.config_from_args(["--no-include-preprocessing"]).resolve()
+    assert config.model.include_preprocessing is False
+    assert config.model_config(10).include_preprocessing is False
+    config.save(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["include_preprocessing"] is False
+    assert WithNewSetting.load(tmp_path / "config.json") == config
+    bad = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                include_preprocessing="no"))
+    with pytest.raises(ConfigError, match=re.escape(
+            "--include-preprocessing must be True or False; got 'no'")):
+        bad.validate()

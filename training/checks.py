@@ -59,7 +59,8 @@ def is_address(address):
 
 def min_image_size(config):
     """The smallest --image-size of the config's --stem."""
-    return MIN_INPUT_SIZE.get(config.stem, 1) if isinstance(config.stem, str) else 1
+    stem = config.model.stem
+    return MIN_INPUT_SIZE.get(stem, 1) if isinstance(stem, str) else 1
 
 
 def max_warmup(config):
@@ -108,6 +109,6 @@ def weights_checks(config):
     if entry is None:
         return checks
     given = f"with --weights {weights}"
-    fixed = {name: getattr(config, name) for name in _FIXED}
+    fixed = {name: getattr(config.model, name) for name in _FIXED}
     return checks + [(_FIXED[name][0], value, False, f"{_FIXED[name][1](wanted)} {given}")
                      for name, value, wanted in argument_conflicts(entry, fixed)]

@@ -12,17 +12,11 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from keras_googlenet.architecture import (
-    AUX_HEADS,
-    BLOCK_FIELDS,
-    BLOCK_NAMES,
-    LOSS_WEIGHTS,
-    is_block_table,
-)
+from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
 from keras_googlenet.pretrained import weights_entry
-from keras_googlenet.config import MAX_WIDTH, GoogLeNetConfig
+from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet.fileio import atomic_write_json, parse_json
 from keras_googlenet.values import is_int
@@ -53,11 +47,17 @@ from training.fields import (
     MAY_CHANGE,
     Check,
     ConfigError,
+    differences,
     first_error,
     flag,
+    from_json,
+    label_of,
     legacy_values,
+    nested,
     resume_independent,
     rule,
+    setting,
+    to_json,
 )
 from training.processes import resolve_processes
 
@@ -82,6 +82,12 @@ DEFAULT_FINETUNE_LR_FACTOR = 0.1
 
 
 _MAY_CHANGE = dict(resume=MAY_CHANGE)
+
+
+def default_model(**settings):
+    """A run's network by default, `GoogLeNetConfig(stem="cifar")` (the CIFAR stem, else
+    `GoogLeNet`'s defaults), with `settings` changed: `TrainConfig(model=default_model(width=0.5))`."""
+    return GoogLeNetConfig(**{"stem": "cifar", **settings})
 
 
 @dataclass
@@ -135,7 +141,7 @@ class TrainConfig:
     image_size: int = flag(
         32, "train at SIZExSIZE (images are resized once when loaded)", group="data", checks=(
             Check(lambda v, c: within(v, min_image_size(c), MAX_IMAGE_SIZE),
-                  lambda c: f"an integer >= {min_image_size(c)} for --stem {c.stem} and <= "
+                  lambda c: f"an integer >= {min_image_size(c)} for --stem {c.model.stem} and <= "
                   f"{MAX_IMAGE_SIZE} (larger images do not fit in memory)"),))
     limit: Optional[int] = flag(
         None, "use N examples per split (a seeded sample), for smoke runs", group="data",
@@ -158,33 +164,30 @@ class TrainConfig:
         None, "input pipeline: tf.data needs TensorFlow; numpy is a keras PyDataset",
         group="data", choices=PIPELINES, auto=True, **_MAY_CHANGE)
     # ---- model --------------------------------------------------------------
-    stem: str = flag("cifar", "cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. "
-                     "--image-size 96)", group="model", choices=STEMS)
-    width: float = flag(1.0, "channel multiplier", group="model", checks=(rule(
-        lambda v: is_num(v) and 0 < v <= MAX_WIDTH, f"> 0 and <= {MAX_WIDTH:g} (a width of "
-        f"{MAX_WIDTH:g} already has over a billion parameters)"),))
-    # Start from pretrained weights: "imagenet", "cifar10" or a torchvision GoogLeNet
-    # .pth (keras_googlenet.load_backbone_weights; the heads are new, for the data's classes).
-    # Checked with the settings its weights fix (training.checks.weights_checks).
+    # The network's settings, a keras_googlenet.GoogLeNetConfig that checks them
+    # itself; model_config() adds the classes, the input shape (--image-size) and
+    # the architecture options --weights fixes. Only the settings below are saved.
+    model: GoogLeNetConfig = nested(default_model, group="model", settings=dict(
+        stem=setting("cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)",
+                     choices=STEMS),
+        width=setting("channel multiplier"),
+        batch_norm=setting("BatchNorm after every convolution (off: the 2014 network with LRN)"),
+        dropout=setting("dropout before the main classifier"),
+        aux_dropout=setting("dropout in the auxiliary heads"),
+        # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
+        # None is the paper's Table 1. Set by `tuner.search --train-best`.
+        blocks=setting(cli=False),
+    ))
+    # Pretrained weights (keras_googlenet.load_backbone_weights; new heads for the data's
+    # classes), checked with the settings they fix (training.checks.weights_checks).
     weights: Optional[str] = flag(
         None, "fine-tune pretrained weights (new heads): imagenet or a .pth is torchvision's "
         "network (implies --stem imagenet and, unless given, --image-size 224); cifar10 is the "
         "shipped CIFAR-10 model (implies --stem cifar, --width 0.5 and, unless given, "
         "--image-size 32)", group="model", metavar="imagenet|cifar10|PATH.pth")
-    batch_norm: bool = flag(True, "BatchNorm after every convolution (off: the 2014 network "
-                            "with LRN)", group="model")
-    dropout: float = flag(0.4, "dropout before the main classifier", group="model",
-                          checks=(FRACTION,))
-    aux_dropout: float = flag(0.7, "dropout in the auxiliary heads", group="model",
-                              checks=(FRACTION,))
     aux_weight: float = flag(  # the paper's 0.3
         LOSS_WEIGHTS[next(iter(AUX_HEADS))], "loss weight of each auxiliary head (main: 1)",
         group="model", checks=(NON_NEGATIVE,))
-    # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
-    # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
-    blocks: Optional[list] = flag(None, group="model", cli=False, checks=(rule(
-        lambda v: v is None or is_block_table(v),
-        f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"),))
     # ---- recipe -------------------------------------------------------------
     epochs: int = flag(100, "training epochs", group="recipe",
                        checks=(rule(lambda v: within(v, 1, MAX_EPOCHS), f"in [1, {MAX_EPOCHS}]"),))
@@ -346,9 +349,6 @@ class TrainConfig:
             ConfigError: If a value is invalid or inconsistent.
         """
         config = dataclasses.replace(self)
-        if isinstance(config.blocks, (list, tuple)):  # JSON-equal form, for resume checks
-            config.blocks = [list(row) if isinstance(row, (list, tuple)) else row
-                             for row in config.blocks]
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
         if config.warmup_epochs is None:  # warm-up is part of the first phase
@@ -373,44 +373,53 @@ class TrainConfig:
         return config
 
     def resolve_processes(self):
-        """A copy whose multi-worker fields are filled in and checked
-        (`training.processes.resolve_processes`)."""
+        """`training.processes.resolve_processes(self)`: the multi-worker settings filled in."""
         return resolve_processes(self)
 
     def validate(self):
         """Checks every field; raises `ConfigError` naming the first bad one.
 
         Each field's own checks are declared with it (`training.fields.flag`);
-        then `--data` is checked against `--data-dir`, and `--weights` with the
-        settings its weights fix (`training.checks.weights_checks`).
+        then `--data` is checked against `--data-dir`, the network's settings by
+        `GoogLeNetConfig` (the library's rules), and `--weights` with the settings
+        its weights fix (`training.checks.weights_checks`).
         """
         error = first_error(self)
         if error is None and self.data == "folder" and not self.data_dir:
             error = "--data folder needs --data-dir DIR (a folder or a .tar/.tar.xz/.zip archive)"
         if error is None and self.data in ("tfds", "synthetic") and self.data_dir:
             error = f"--data-dir is only used with --data folder (got --data {self.data})"
+        if error is None:
+            error = self._model_error()
         if error is None and self.weights is not None:
             error = first_failure(weights_checks(self))
         if error is not None:
             raise ConfigError(error)
 
-    def model_config(self, num_classes):
-        """The `GoogLeNetConfig` of the network this run trains (validated).
+    def _model_error(self):
+        """`GoogLeNetConfig`'s check of `model_config`, said with the flags' names; or None."""
+        try:
+            self.model_config(1)
+        except ValueError as e:
+            if not hasattr(e, "argument"):  # keras_googlenet.values.invalid_argument's
+                raise
+            return f"{label_of(type(self), e.argument)} must be {e.requirement}; got {e.value!r}"
+        return None
 
-        The one place where training settings become `GoogLeNet` arguments:
+    def model_config(self, num_classes):
+        """The `GoogLeNetConfig` of the network this run trains (validated): `model` with
+        `num_classes`, the `--image-size` input and the architecture options of `--weights`.
+
         `training.recipe.build_model`, the tuner and the benchmarks build their
-        models through it, and a run writes it as `model_config.json`.
+        models from it, and a run writes it as `model_config.json`.
+
+        Raises:
+            ValueError: If a setting of `model` is invalid
+                (`keras_googlenet.values.invalid_argument`).
         """
         size = self.image_size
-        return GoogLeNetConfig(
-            classes=num_classes,
-            input_shape=(size, size, 3),
-            stem=self.stem,
-            width=self.width,
-            batch_norm=self.batch_norm,
-            dropout=self.dropout,
-            aux_dropout=self.aux_dropout,
-            blocks=self.blocks,
+        return dataclasses.replace(
+            self.model, classes=num_classes, input_shape=(size, size, 3),
             # Pretrained weights fix the architecture options (see GoogLeNet's docstring).
             **self._weights_options(),
         ).validate()
@@ -423,17 +432,16 @@ class TrainConfig:
 
     # ---- JSON ---------------------------------------------------------------
     def to_dict(self):
-        """The configuration as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """The configuration as a JSON-serialisable dict (`model`: an object of its
+        settings)."""
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, values):
-        """Builds a config from `to_dict()` output; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**{**legacy_values(cls), **values})
+        """Builds a config from `to_dict()` output, or from a config.json of an older
+        layout (fields it lacks take their `legacy=` values; the network's settings may
+        be top-level keys). Unknown keys are an error."""
+        return from_json(cls, values)
 
     def save(self, path):
         """Writes the configuration as JSON, atomically."""
@@ -457,12 +465,8 @@ class TrainConfig:
         `LR_REFERENCE_BATCH` both rules give `lr`, so the same training).
         """
         may_change = resume_independent(type(self))
-        return [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name not in may_change and getattr(self, f.name) != getattr(other, f.name)
-            and not (f.name == "lr_scaling" and self.peak_lr == other.peak_lr)
-        ]
+        return [name for name in differences(self, other) if name not in may_change
+                and not (name == "lr_scaling" and self.peak_lr == other.peak_lr)]
 
 
 #: The values of fields added after runs were saved without them: a config.json

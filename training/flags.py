@@ -13,7 +13,7 @@ from keras_googlenet.architecture import DEFAULT_INPUT_SIZE
 from keras_googlenet.pretrained import weights_entry
 from training.cli import OneLineParser
 from training.config import TrainConfig
-from training.fields import add_arguments, unset_auto
+from training.fields import add_arguments, from_flags
 
 #: The text `--help` shows under a group's title.
 GROUP_DESCRIPTIONS = {
@@ -37,7 +37,7 @@ def build_parser():
 
 def config_from_args(argv=None):
     """Parses command-line arguments into an unresolved `TrainConfig`."""
-    args = unset_auto(TrainConfig, vars(build_parser().parse_args(argv)))
+    args = vars(build_parser().parse_args(argv))
     entry = weights_entry(args["weights"])
     if entry is not None:  # pretrained weights: their stem, width and input size by default
         given = sys.argv[1:] if argv is None else argv
@@ -47,4 +47,4 @@ def config_from_args(argv=None):
                 args[name] = entry["arguments"][name]
         if "--image-size" not in flags:
             args["image_size"] = entry["input_size"] or DEFAULT_INPUT_SIZE[args["stem"]]
-    return TrainConfig(**args)
+    return from_flags(TrainConfig, args)
