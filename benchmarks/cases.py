@@ -19,7 +19,7 @@ This module imports no framework.
 
 import os
 
-from training.config import TrainConfig
+from training.config import TrainConfig, default_model
 
 #: Training FLOPs per forward multiply-add (3 passes x 2 FLOPs per MAC).
 TRAIN_FLOPS_PER_MAC = 6
@@ -144,8 +144,8 @@ def train_config(case):
         processes = dict(num_processes=case["processes"], process_id=case["process_id"],
                          job_addresses=case["job_addresses"])
     return TrainConfig(
-        data="synthetic", stem=case["stem"], image_size=case["image_size"],
-        width=case["width"], batch_size=case["batch_size"], jit=case["jit"],
+        data="synthetic", model=default_model(stem=case["stem"], width=case["width"]),
+        image_size=case["image_size"], batch_size=case["batch_size"], jit=case["jit"],
         precision=case["precision"], strategy=strategy, epochs=100, verbose=0,
         pipeline="tf.data" if case["backend"] == "tensorflow" else "numpy", **processes,
     )

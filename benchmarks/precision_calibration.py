@@ -55,7 +55,8 @@ def main(argv=None):
 
     rows = []
     for case in args.cases:
-        config = TrainConfig(precision="float32", **parse_case(case)).resolve()
+        # The case's settings as flat keys (stem and width are TrainConfig.model's).
+        config = TrainConfig.from_dict({"precision": "float32", **parse_case(case)}).resolve()
         times = [measure(config, **steps) for _ in range(args.repeats)]
         speedups = [f / b for f, b in times]
         policy, reason = decide(statistics.median(t[0] for t in times),

@@ -20,7 +20,7 @@ the tuner and the PyTorch reference read it.
 
 import math
 
-from keras_googlenet._internal.values import is_int
+from keras_googlenet._internal.values import invalid_argument, is_int
 
 #: Names of the nine Inception blocks, in order.
 BLOCK_NAMES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
@@ -209,9 +209,7 @@ def validate_blocks(blocks):
     """
     rows = _rows(blocks)  # once: `blocks` may be an iterator
     if rows is None or not is_block_table(rows, numpy=True):
-        raise ValueError(
-            f"`blocks` must be {len(BLOCK_NAMES)} rows (blocks {', '.join(BLOCK_NAMES)}) of "
-            f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)}). "
-            f"Received: blocks={blocks!r}"
-        )
+        raise invalid_argument(
+            "blocks", f"{len(BLOCK_NAMES)} rows (blocks {', '.join(BLOCK_NAMES)}) of "
+            f"{len(BLOCK_FIELDS)} positive integers ({', '.join(BLOCK_FIELDS)})", blocks)
     return tuple(tuple(int(c) for c in row) for row in rows)

@@ -28,7 +28,7 @@ from typing import Optional
 
 from keras_googlenet import architecture
 from keras_googlenet._internal.fileio import atomic_write_text, parse_json
-from keras_googlenet._internal.values import is_int
+from keras_googlenet._internal.values import invalid_argument, is_int
 
 #: The configuration file written beside weights.
 MODEL_CONFIG_FILE = "model_config.json"
@@ -43,7 +43,7 @@ WEIGHT_FILES = (WEIGHTS_FILE, "model.keras")
 CONFIG_FORMAT = 1
 
 #: Largest `width` accepted (the widest block then has 16384 channels, and the
-#: network over a billion parameters). `training.config` checks --width against it.
+#: network over a billion parameters); a training run's --width is checked here too.
 MAX_WIDTH = 16.0
 
 #: Largest side (or channel count) of `input_shape` accepted.
@@ -101,16 +101,12 @@ class GoogLeNetConfig:
             value = getattr(self, field)
             # `type(...) is` so that True does not pass for 1 nor 1 for True.
             if not any(type(value) is type(a) and value == a for a in allowed):
-                raise ValueError(
-                    f"`{field}` must be one of {list(allowed)}. Received: {field}={value!r}"
-                )
+                raise invalid_argument(field, f"one of {list(allowed)}", value)
         if not isinstance(self.stem, str) or self.stem not in architecture.STEMS:
-            raise ValueError(
-                f"`stem` must be one of {sorted(architecture.STEMS)}. Received: stem={self.stem!r}"
-            )
+            raise invalid_argument("stem", f"one of {sorted(architecture.STEMS)}", self.stem)
         classes = self.classes
         if not is_int(classes, numpy=True) or classes < 1:
-            raise ValueError(f"`classes` must be an integer >= 1. Received: classes={classes!r}")
+            raise invalid_argument("classes", "an integer >= 1", classes)
         self.classes = int(classes)
         if not (self.pooling is None or isinstance(self.pooling, str)) or self.pooling not in (
             None, "avg", "max"
@@ -126,15 +122,13 @@ class GoogLeNetConfig:
             )
         width = _as_float(self.width)
         if width is None or not 0 < width <= MAX_WIDTH:
-            raise ValueError(
-                f"`width` must be a number > 0 and <= {MAX_WIDTH}. Received: width={self.width!r}"
-            )
+            raise invalid_argument("width", f"> 0 and <= {MAX_WIDTH:g} (a width of {MAX_WIDTH:g} "
+                                "already has over a billion parameters)", self.width)
         self.width = width
         for arg in ("dropout", "aux_dropout"):
             rate = _as_float(getattr(self, arg))
             if rate is None or not 0 <= rate < 1:
-                value = getattr(self, arg)
-                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={value!r}")
+                raise invalid_argument(arg, "in [0, 1)", getattr(self, arg))
             setattr(self, arg, rate)
         self.input_shape = _validate_input_shape(self.input_shape)
         if self.blocks is not None:
@@ -267,7 +261,7 @@ def _as_bool(field, value):
     """`value` as a Python bool (numpy bools accepted), or ValueError naming it."""
     if isinstance(value, bool) or _numpy_bool(value):
         return bool(value)
-    raise ValueError(f"`{field}` must be True or False. Received: {field}={value!r}")
+    raise invalid_argument(field, "True or False", value)
 
 
 def _as_float(value):

@@ -7,7 +7,7 @@ import pytest
 from training_helpers import CLASSES, make_image_folder
 
 import training
-from training import TrainConfig
+from training import TrainConfig, default_model
 
 pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # trains and exports
 
@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.backends("tensorflow"), pytest.mark.slow]  # trains an
 def test_train_evaluate_and_export_in_three_calls(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=10)
     config = TrainConfig(name="api", data_dir=str(data), runs_dir=str(tmp_path / "runs"),
-                         export=False, epochs=2, width=0.125, stem="cifar", image_size=16,
+                         export=False, epochs=2, model=default_model(width=0.125, stem="cifar"),
+                         image_size=16,
                          batch_size=16, precision="float32", verbose=0)
     run = training.train(config)
     assert isinstance(run, training.Run)

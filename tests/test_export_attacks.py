@@ -286,7 +286,7 @@ def test_export_checks_the_runs_image_size_before_decoding(tmp_path, capsys, mon
     import training.data
     from keras_googlenet import build_model
     from training import export as cli
-    from training.config import TrainConfig
+    from training.config import TrainConfig, default_model
 
     def no_decoding(config):
         raise AssertionError(f"decoded the run's data at image_size={config.image_size}")
@@ -295,7 +295,8 @@ def test_export_checks_the_runs_image_size_before_decoding(tmp_path, capsys, mon
     run = tmp_path / "run"
     run.mkdir()
     build_model(tiny_config()).save(run / "model.keras")
-    TrainConfig(data="synthetic", image_size=4096, stem="cifar").save(run / "config.json")
+    TrainConfig(data="synthetic", image_size=4096, model=default_model(stem="cifar")).save(
+        run / "config.json")
     status = cli.main([str(run), "--name", "e", "--export-dir", str(tmp_path / "out"),
                        "--formats", "int8"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -42,15 +42,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def make_run(workdir, model, name, *, model_config=None):
     """A run folder as `training.cifar` writes it, over a small image-folder dataset."""
-    from training.config import TrainConfig
+    from training.config import TrainConfig, default_model
 
     data = os.path.join(workdir, "data")
     if not os.path.isdir(data):
         x, y = make_images(120, seed=7)
         write_folder(os.path.join(data, "train"), x, y)
     config = TrainConfig(
-        name=name, data="folder", data_dir=data, image_size=SIZE, stem="cifar",
-        width=0.125, val_fraction=0.25, seed=0, epochs=1,
+        name=name, data="folder", data_dir=data, image_size=SIZE,
+        model=default_model(stem="cifar", width=0.125), val_fraction=0.25, seed=0, epochs=1,
     ).resolve()
     run = os.path.join(workdir, "runs", name)
     os.makedirs(run)

@@ -15,7 +15,7 @@ from training_helpers import REPO
 import keras_googlenet as kg
 from training.callbacks import AtomicBackupAndRestore
 from training.cifar import config_from_args, main
-from training.config import TrainConfig
+from training.config import TrainConfig, default_model
 from training.recipe import build_schedule, run_phases, set_trainable, trainable_parameters
 from training.run import read_history
 
@@ -36,7 +36,7 @@ def pth(tmp_path_factory):
 
 def test_weights_default_to_the_imagenet_stem_and_224(pth):
     config = config_from_args(["--weights", str(pth), "--data-dir", "x"]).resolve()
-    assert (config.stem, config.image_size) == ("imagenet", 224)
+    assert (config.model.stem, config.image_size) == ("imagenet", 224)
     assert config_from_args(["--weights", str(pth), "--image-size", "96"]).image_size == 96
     model_config = config.model_config(10)
     assert {k: getattr(model_config, k) for k in kg.TORCHVISION_OPTIONS} == kg.TORCHVISION_OPTIONS
@@ -220,8 +220,9 @@ def _with_epochs(args, *, epochs, freeze):
 def test_phase_schedules(tmp_path):
     """Each phase's learning rate per optimizer step (10 steps an epoch)."""
     (tmp_path / "w.pth").touch()
-    config = TrainConfig(weights=str(tmp_path / "w.pth"), stem="imagenet", image_size=64, epochs=4,
-                         freeze_epochs=2, warmup_epochs=1, lr=0.1).resolve()
+    config = TrainConfig(weights=str(tmp_path / "w.pth"), model=default_model(stem="imagenet"),
+                         image_size=64, epochs=4, freeze_epochs=2, warmup_epochs=1,
+                         lr=0.1).resolve()
     frozen, unfrozen = run_phases(config)
     assert config.finetune_lr_factor == 0.1  # the default
     lr = {p.name: [float(build_schedule(config, 10, p)(s)) for s in (0, 5, 10, 15, 20)]
@@ -231,8 +232,8 @@ def test_phase_schedules(tmp_path):
                                                 0.005, 0.01 * (1 - np.cos(np.pi / 4)) / 2, 0],
                                atol=1e-7)
     # Default warm-up: 5% of the frozen phase's epochs (at most 5).
-    assert TrainConfig(weights=config.weights, stem="imagenet", image_size=64, epochs=100,
-                       freeze_epochs=10).resolve().warmup_epochs == 0.5
+    assert TrainConfig(weights=config.weights, model=default_model(stem="imagenet"),
+                       image_size=64, epochs=100, freeze_epochs=10).resolve().warmup_epochs == 0.5
     assert [p.name for p in run_phases(TrainConfig().resolve())] == ["all"]
 
 
@@ -240,8 +241,8 @@ def test_counting_a_phases_parameters_leaves_the_layers_as_they_were(tmp_path):
     """`trainable_parameters` counts what `set_trainable` would train, and
     changes no layer's `trainable` flag."""
     (tmp_path / "w.pth").touch()
-    config = TrainConfig(weights=str(tmp_path / "w.pth"), stem="imagenet", image_size=64, epochs=3,
-                         freeze_epochs=1).resolve()
+    config = TrainConfig(weights=str(tmp_path / "w.pth"), model=default_model(stem="imagenet"),
+                         image_size=64, epochs=3, freeze_epochs=1).resolve()
     model = kg.GoogLeNet(input_shape=(64, 64, 3), classes=5, width=0.125)
     model.get_layer("inception_3a").trainable = False  # a flag of the caller's own
     flags = [layer.trainable for layer in model.layers]

@@ -11,7 +11,7 @@ from training_helpers import CLASSES, TINY, make_image_folder
 from keras_googlenet._internal.environment import accelerator, auto_precision, cpu
 from training import precision
 from training.cifar import main
-from training.config import TrainConfig
+from training.config import TrainConfig, default_model
 
 pytestmark = pytest.mark.slow  # trains and times runs in both precisions
 
@@ -66,12 +66,15 @@ def test_the_measurement_is_cached_per_cpu_and_network(tmp_path, monkeypatch):
     calls = []
 
     def measure(config):
-        calls.append(config.width)
-        return 1.0, 1.0 / (1.5 if config.width == 0.5 else 0.8)
+        calls.append(config.model.width)
+        return 1.0, 1.0 / (1.5 if config.model.width == 0.5 else 0.8)
 
-    first = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), measure_fn=measure)
-    again = precision.calibrate(_bf16_by_rule(tmp_path, width=0.5), measure_fn=measure)
-    other = precision.calibrate(_bf16_by_rule(tmp_path, width=1.0), measure_fn=measure)
+    first = precision.calibrate(_bf16_by_rule(tmp_path, model=default_model(width=0.5)),
+                                measure_fn=measure)
+    again = precision.calibrate(_bf16_by_rule(tmp_path, model=default_model(width=0.5)),
+                                measure_fn=measure)
+    other = precision.calibrate(_bf16_by_rule(tmp_path, model=default_model(width=1.0)),
+                                measure_fn=measure)
     assert calls == [0.5, 1.0]  # the second run of the same network measured nothing
     assert first.precision == again.precision == "mixed_bfloat16"
     assert "1.50x float32" in first.precision_reason and "cached in" in again.precision_reason
@@ -104,7 +107,8 @@ def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path):
 
 @pytest.mark.backends("tensorflow")
 def test_the_measurement_times_both_precisions_of_the_run_model(tmp_path):
-    config = _bf16_by_rule(tmp_path, width=0.0625, image_size=16, batch_size=4)
+    config = _bf16_by_rule(tmp_path, model=default_model(width=0.0625), image_size=16,
+                           batch_size=4)
     float32_s, bf16_s = precision.measure(config, steps=1, warmup=1)
     assert 0 < float32_s < 60 and 0 < bf16_s < 60
     assert keras.config.dtype_policy().name == "float32"  # left as it found it

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from training.config import TrainConfig
+from training.config import TrainConfig, default_model
 from training.progress import RunProgress, cpu_advice, format_duration
 
 
@@ -73,7 +73,7 @@ def test_live_line_fits_the_terminal(monkeypatch):
 def test_cpu_advice_names_the_flags_that_help():
     advice = cpu_advice(TrainConfig())
     assert "--width 0.25" in advice and "--epochs 10" in advice and "--limit 5000" in advice
-    assert cpu_advice(TrainConfig(width=0.25, epochs=5, limit=1000)) == ""
+    assert cpu_advice(TrainConfig(model=default_model(width=0.25), epochs=5, limit=1000)) == ""
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0:00"), (75, "1:15"), (3725, "1:02:05"),

@@ -14,7 +14,7 @@ from test_cli_attacks import _assert_one_line, _run
 
 from benchmarks import time_to_accuracy
 from training.cifar import train
-from training.config import LR_REFERENCE_BATCH, ConfigError, TrainConfig
+from training.config import LR_REFERENCE_BATCH, ConfigError, TrainConfig, default_model
 from training.data import build_datasets
 from training.evaluation import HeldOutEvaluation, flip_tta_model, heldout_accuracies
 from training.recipe import build_model, build_schedule, compile_model, setup_runtime
@@ -47,7 +47,8 @@ def _softmax(logits):
 def test_flip_tta_is_the_mean_of_the_two_predictions_and_its_accuracy_is_weighted():
     import tensorflow as tf
 
-    config = TrainConfig(data="synthetic", width=0.125, image_size=16, stem="cifar").resolve()
+    config = TrainConfig(data="synthetic", model=default_model(width=0.125, stem="cifar"),
+                         image_size=16).resolve()
     setup_runtime(config)
     model = build_model(config, 10)
     compile_model(model, config, steps_per_epoch=1)
@@ -176,7 +177,8 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 def _tiny(tmp_path, **fields):
-    return TrainConfig(data="synthetic", synthetic_examples=48, width=0.125, image_size=16,
+    return TrainConfig(data="synthetic", synthetic_examples=48, model=default_model(width=0.125),
+                       image_size=16,
                        batch_size=16, epochs=3, verbose=0, export=False, run_eagerly=True,
                        runs_dir=str(tmp_path / "runs"), name="r", **fields)
 

@@ -172,3 +172,81 @@ def test_no_comment_cites_an_issue_number():
     cited = [str(p.relative_to(REPO)) for p in _sources((*PACKAGES, "tests"))
              if p.name != "test_structure.py" and pattern.search(p.read_text(encoding="utf-8"))]
     assert not cited, f"state the fact without the issue number (git has the history): {cited}"
+
+
+def test_a_flag_declared_once_reaches_help_validation_config_json_and_resume(tmp_path, monkeypatch):
+    """One `flag(...)` field is the whole of a new setting: its argument in `--help`, its
+    check in `validate`, its place in config.json, its legacy value and resume rule."""
+    import dataclasses
+    import json
+
+    import training.flags
+    from training.checks import FRACTION
+    from training.config import ConfigError, TrainConfig
+    from training.fields import MAY_CHANGE, flag
+
+    @dataclasses.dataclass
+    class WithNewFlags(TrainConfig):
+        mix_alpha: float = flag(0.0, "strength of a throwaway augmentation", group="recipe",
+                                checks=(FRACTION,), legacy=0.0)
+        log_note: str = flag("", "a throwaway note", group="run", resume=MAY_CHANGE)
+
+    monkeypatch.setattr(training.flags, "TrainConfig", WithNewFlags)
+    help_text = " ".join(training.flags.build_parser().format_help().split())
+    recipe = help_text.split("recipe:", 1)[1].split("system:", 1)[0]
+    assert "--mix-alpha MIX_ALPHA strength of a throwaway augmentation (default: 0.0)" in recipe
+    assert "--log-note LOG_NOTE a throwaway note" in help_text.split("data:", 1)[0]
+
+    with pytest.raises(ConfigError, match=re.escape("--mix-alpha must be in [0, 1); got 1.5")):
+        training.flags.config_from_args(["--mix-alpha", "1.5"]).resolve()
+
+    config = training.flags.config_from_args(
+        ["--mix-alpha", "0.25", "--log-note", "a", "--runs-dir", str(tmp_path)]).resolve()
+    assert type(config) is WithNewFlags and config.mix_alpha == 0.25
+    config.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["mix_alpha"], saved["log_note"]) == (0.25, "a")
+    assert WithNewFlags.load(tmp_path / "config.json") == config
+    older = {k: v for k, v in saved.items() if k != "mix_alpha"}  # a run saved before the flag
+    assert WithNewFlags.from_dict(older).mix_alpha == 0.0
+    assert config.resume_differences(dataclasses.replace(config, log_note="b")) == []
+    assert config.resume_differences(dataclasses.replace(config, mix_alpha=0.5)) == ["mix_alpha"]
+
+
+def test_a_network_setting_declared_once_reaches_help_validation_and_config_json(tmp_path,
+                                                                                 monkeypatch):
+    """A `GoogLeNetConfig` argument becomes a flag with one `setting(...)` in
+    `TrainConfig.model`'s declaration: its default and type are the library's, and the
+    library's check rejects a bad value, said with the flag's name."""
+    import dataclasses
+    import json
+
+    import training.flags
+    from training.config import ConfigError, TrainConfig, default_model
+    from training.fields import nested, setting
+
+    declared = dataclasses.fields(TrainConfig)
+    model_settings = next(f for f in declared if f.name == "model").metadata["nested"]
+
+    @dataclasses.dataclass
+    class WithNewSetting(TrainConfig):
+        model: object = nested(default_model, group="model", settings={
+            **model_settings, "include_preprocessing": setting("rescale pixels in the model")})
+
+    monkeypatch.setattr(training.flags, "TrainConfig", WithNewSetting)
+    help_text = " ".join(training.flags.build_parser().format_help().split())
+    model_group = help_text.split("model:", 1)[1].split("recipe:", 1)[0]
+    assert ("--include-preprocessing, --no-include-preprocessing rescale pixels in the model "
+            "(default: True)") in model_group
+
+    config = training.flags.config_from_args(["--no-include-preprocessing"]).resolve()
+    assert config.model.include_preprocessing is False
+    assert config.model_config(10).include_preprocessing is False
+    config.save(tmp_path / "config.json")
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["include_preprocessing"] is False
+    assert WithNewSetting.load(tmp_path / "config.json") == config
+    bad = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                include_preprocessing="no"))
+    with pytest.raises(ConfigError, match=re.escape(
+            "--include-preprocessing must be True or False; got 'no'")):
+        bad.validate()

@@ -8,7 +8,7 @@ import pytest
 
 from keras_googlenet._internal.environment import auto_precision, cpu
 from training.cifar import config_from_args, main
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, default_model
 
 
 def test_resolve_fills_machine_dependent_values_for_this_cpu():
@@ -36,12 +36,12 @@ def test_resolve_keeps_explicit_values_and_makes_data_dir_absolute(tmp_path, mon
 
 
 def test_config_json_round_trip(tmp_path):
-    config = TrainConfig(name="x", width=0.5, limit=10).resolve()
+    config = TrainConfig(name="x", model=default_model(width=0.5), limit=10).resolve()
     config.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == config
     data = json.loads((tmp_path / "config.json").read_text())
     # The run records the precision --precision auto picked, and why.
-    assert data["width"] == 0.5 and data["precision"] in ("float32", "mixed_bfloat16")
+    assert data["model"]["width"] == 0.5 and data["precision"] in ("float32", "mixed_bfloat16")
     assert data["precision_reason"].startswith("auto: ")
     with pytest.raises(ConfigError, match="unknown configuration keys: bogus"):
         TrainConfig.from_dict({**data, "bogus": 1})
@@ -56,10 +56,10 @@ def test_resume_differences_ignore_only_state_free_fields():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"width": 0}, "--width"),
+        ({"model": default_model(width=0)}, "--width"),
         ({"val_fraction": 1.0}, "--val-fraction"),
         ({"image_size": 8}, "--image-size must be an integer >= 16"),
-        ({"stem": "imagenet", "image_size": 32}, ">= 64 for --stem imagenet"),
+        ({"model": default_model(stem="imagenet"), "image_size": 32}, ">= 64 for --stem imagenet"),
         ({"name": "../escape"}, "--name"),
         ({"data": "folder"}, "needs --data-dir"),
         ({"data": "synthetic", "data_dir": "x"}, "only used with --data folder"),
@@ -85,7 +85,8 @@ def test_command_line_maps_to_config_fields():
         "--no-jit", "--precision", "mixed_float16", "--strategy", "mirrored", "--ema",
         "--no-augment", "--label-smoothing", "0", "--weight-decay", "0.001", "--overwrite",
     ])
-    expected = dict(name="r", epochs=3, batch_size=32, lr=0.05, width=0.25, stem="imagenet",
+    assert (config.model.width, config.model.stem) == (0.25, "imagenet")
+    expected = dict(name="r", epochs=3, batch_size=32, lr=0.05,
                     image_size=96, data="synthetic", limit=7, val_fraction=0.2, seed=5,
                     runs_dir="R", export_dir="S", jit=False, precision="mixed_float16",
                     strategy="mirrored", ema=True, augment=False, label_smoothing=0.0,
@@ -130,18 +131,18 @@ def test_blocks_table_is_validated_saved_and_built(tmp_path):
     from training.recipe import build_model
 
     blocks = [(8, 8, 8, 4, 4, 4)] * 9
-    config = TrainConfig(blocks=blocks, width=1.0).resolve()
-    assert config.blocks == [[8, 8, 8, 4, 4, 4]] * 9  # JSON-equal lists
+    config = TrainConfig(model=default_model(blocks=blocks, width=1.0)).resolve()
+    assert config.to_dict()["model"]["blocks"] == [[8, 8, 8, 4, 4, 4]] * 9  # JSON lists
     config.save(tmp_path / "config.json")
-    assert TrainConfig.load(tmp_path / "config.json").blocks == config.blocks
+    assert TrainConfig.load(tmp_path / "config.json").model.blocks == config.model.blocks
     model = build_model(config, num_classes=10)
     assert model.get_layer("inception_5b").output.shape[-1] == 24
     paper = build_model(TrainConfig().resolve(), num_classes=10)
     assert paper.get_layer("inception_5b").output.shape[-1] == sum(PAPER_BLOCKS[-1][i] for i in (0, 2, 4, 5))
     with pytest.raises(ConfigError, match="blocks"):
-        TrainConfig(blocks=[(8, 8, 8, 4, 4)] * 9).resolve()
+        TrainConfig(model=default_model(blocks=[(8, 8, 8, 4, 4)] * 9)).resolve()
     with pytest.raises(ConfigError, match="blocks"):
-        TrainConfig(blocks=[(8, 8, 8, 4, 4, 0)] * 9).resolve()
+        TrainConfig(model=default_model(blocks=[(8, 8, 8, 4, 4, 0)] * 9)).resolve()
 
 
 @pytest.mark.parametrize(
@@ -196,3 +197,41 @@ def test_multi_worker_settings_come_from_keras_variables(monkeypatch):
         "10.0.0.1:1234", 4, 3)
     # Flags win over the variables.
     assert TrainConfig(strategy="multi-worker", process_id=0).resolve_processes().process_id == 0
+
+
+def test_resume_rules_and_legacy_values_come_from_the_declarations():
+    from training.config import LEGACY_VALUES, RESUME_INDEPENDENT
+
+    assert set(RESUME_INDEPENDENT) == {
+        "overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
+        "max_extract_mb", "max_extract_ratio", "steps_per_execution", "run_eagerly",
+        "precision_reason", "job_addresses", "process_id", "init_timeout"}
+    assert LEGACY_VALUES == {"cutout": 0, "tta_flip": False, "lr_scaling": "none",
+                             "freeze_epochs": 0, "finetune_lr_factor": None}
+    old_run = {k: v for k, v in TrainConfig().to_dict().items() if k not in LEGACY_VALUES}
+    assert TrainConfig.from_dict(old_run) == TrainConfig()
+
+
+def test_a_flat_legacy_config_json_loads_and_resumes_as_the_nested_form(tmp_path):
+    """The shipped model's config.json, written when the network's settings were top-level
+    keys, still loads and validates; saved again they are under "model", and the two
+    forms load as the same configuration (so that such a run resumes)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/cifar10_w05/config.json"
+    flat = json.loads(path.read_text())
+    assert "model" not in flat and flat["width"] == 0.5  # the old layout
+    config = TrainConfig.load(path)
+    config.validate()
+    assert (config.model.width, config.model.stem, config.epochs) == (
+        flat["width"], flat["stem"], flat["epochs"])
+    config.save(tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    settings = ("stem", "width", "batch_norm", "dropout", "aux_dropout", "blocks")
+    assert saved["model"] == {k: flat[k] for k in settings}
+    assert not set(settings) & set(saved) and set(saved) - {"model"} <= set(flat)
+    again = TrainConfig.load(tmp_path / "config.json")
+    assert again == config and again.resume_differences(config) == []
+    assert config.resume_differences(TrainConfig.from_dict({**flat, "width": 0.25})) == ["width"]
+    with pytest.raises(ConfigError, match="unknown model keys: classes"):
+        TrainConfig.from_dict({**saved, "model": {**saved["model"], "classes": 10}})

@@ -29,7 +29,7 @@ from training_helpers import last_wins  # noqa: E402
 from benchmarks.workers import free_port  # noqa: E402
 
 import keras_googlenet as kg  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
+from training.config import TrainConfig, default_model  # noqa: E402
 from tuner import search as cli  # noqa: E402
 from tuner.hypermodel import HyperGoogLeNet, make_tuner  # noqa: E402
 from keras_googlenet.architecture import STAGE_BLOCKS as STAGES  # noqa: E402
@@ -87,8 +87,8 @@ def _random_values(space, rng):
 
 
 def _hypermodel(space=None, budget_mflops=TINY_BUDGET, stem="cifar", size=32, batch_norm=True):
-    config = TrainConfig(data="synthetic", stem=stem, image_size=size, batch_norm=batch_norm,
-                         epochs=1).resolve()
+    config = TrainConfig(data="synthetic", model=default_model(stem=stem, batch_norm=batch_norm),
+                         image_size=size, epochs=1).resolve()
     space = space or _space()
     cost = CostModel(stem, size, 10, batch_norm)
     return HyperGoogLeNet(config, 10, steps_per_epoch=1, space=space,

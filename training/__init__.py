@@ -9,8 +9,8 @@ See `training.api`. The names below are imported on first use, so that
 
 import importlib
 
-_LAZY = {"TrainConfig": "training.config", "Run": "training.api", "train": "training.api",
-         "load_run": "training.api"}
+_LAZY = {"TrainConfig": "training.config", "default_model": "training.config",
+         "Run": "training.api", "train": "training.api", "load_run": "training.api"}
 
 
 def __getattr__(name):

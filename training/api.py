@@ -1,9 +1,9 @@
 """Train, evaluate and export from Python: the job `python -m training.cifar` runs.
 
-    from training import TrainConfig, train
+    from training import TrainConfig, default_model, train
 
     run = train(TrainConfig(data_dir="flowers/", name="flowers", epochs=10,
-                            stem="cifar", width=0.5, image_size=64))
+                            model=default_model(width=0.5), image_size=64))
     run.results["val_accuracy"]["main"]     # what results.json holds
     run.history["val_main_accuracy"]        # history.csv, one list per column
     run.model                               # the trained keras.Model (model.keras)

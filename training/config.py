@@ -1,42 +1,65 @@
 """The one configuration object of a training run.
 
-`TrainConfig` holds every setting of `python -m training.cifar` (each CLI flag is
-one field). Some fields default to `None`, meaning "pick for this machine";
+`TrainConfig` holds every setting of `python -m training.cifar`, each declared
+once as a field with its flag, help, checks and resume rule (`training.fields.flag`;
+the limits and predicates of the checks are `training.checks`'). Some fields default to `None`, meaning "pick for this machine";
 `TrainConfig.resolve()` fills them in, and the resolved configuration is what a
 run writes to `runs/<name>/config.json` and reads back with `TrainConfig.load`.
 """
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from typing import Optional
 
-from keras_googlenet.architecture import (
-    AUX_HEADS,
-    BLOCK_FIELDS,
-    BLOCK_NAMES,
-    LOSS_WEIGHTS,
-    MIN_INPUT_SIZE,
-    is_block_table,
-)
+from keras_googlenet.architecture import AUX_HEADS, LOSS_WEIGHTS
 from keras_googlenet.architecture import STEMS as MODEL_STEMS
 from keras_googlenet.architecture import ARCHITECTURE_OPTIONS
 from keras_googlenet.pretrained import weights_entry
-from keras_googlenet.config import MAX_WIDTH, GoogLeNetConfig
-from keras_googlenet._internal.environment import (
-    accelerator, auto_precision, cpu, tensorflow_available,
-)
+from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet._internal.environment import accelerator, auto_precision, cpu, tensorflow_available
 from keras_googlenet._internal.fileio import atomic_write_json, parse_json
 from keras_googlenet._internal.values import is_int
 from training.checks import (
+    BOOLEAN,
+    FRACTION,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_INIT_TIMEOUT,
+    MAX_NAME_LENGTH,
+    MAX_SEED,
+    MAX_STEPS_PER_EXECUTION,
+    MAX_SYNTHETIC_GIB,
+    NAME_RE,
+    NON_NEGATIVE,
     at_least,
-    fraction,
-    is_address,
+    first_failure,
     is_num,
+    max_synthetic,
+    max_warmup,
+    min_image_size,
     weights_checks,
     within,
 )
+from training.cli import add_framework_logs_flag
+from training.fields import (
+    MAY_CHANGE,
+    Check,
+    ConfigError,
+    differences,
+    first_error,
+    flag,
+    from_json,
+    label_of,
+    legacy_values,
+    nested,
+    resume_independent,
+    rule,
+    setting,
+    to_json,
+)
+from training.processes import resolve_processes
 
 #: Values accepted by the choice fields.
 DATA_SOURCES = ("tfds", "folder", "synthetic")
@@ -54,133 +77,230 @@ LR_SCALINGS = ("linear", "none")
 #: rules apart within seed noise.
 LR_REFERENCE_BATCH = 128
 
-#: The values of fields added after runs were saved without them: a config.json
-#: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
-#: so that such a run resumes with the settings it was started with).
-LEGACY_VALUES = {"cutout": 0, "tta_flip": False, "lr_scaling": "none", "freeze_epochs": 0,
-                 "finetune_lr_factor": None}
-
-#: Fields that may change between a killed run and its resumption: they do not
-#: change the trained state (everything else must match to resume).
-RESUME_INDEPENDENT = ("overwrite", "verbose", "framework_logs", "export", "jit", "pipeline", "cache_dir",
-                      "max_extract_mb", "max_extract_ratio",
-                      "steps_per_execution", "run_eagerly",
-                      # Only a note on why `precision` (which must match) was picked.
-                      "precision_reason",
-                      # Where each process of a multi-worker run finds the others, and
-                      # which one it is: a resumed run may start on other machines.
-                      "job_addresses", "process_id", "init_timeout")
-
-#: Keras's environment variables of `keras.distribution.initialize`, by field:
-#: `--strategy multi-worker` reads them when the flags are not given.
-PROCESS_ENV = {
-    "job_addresses": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
-    "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
-    "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
-}
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-#: Upper bounds of the sizes, checked before anything is allocated. Each says why.
-MAX_NAME_LENGTH = 200  # file names stop at 255 bytes; temporary names add to NAME
-MAX_IMAGE_SIZE = 4096  # one 4096x4096 image's activations already need tens of GiB
-MAX_BATCH_SIZE = 2**16  # no accelerator holds 65,536 GoogLeNet activations at once
-MAX_EPOCHS = 10**6
-MAX_SEED = 2**32 - 1  # numpy's seeds (keras.utils.set_random_seed) stop there
-MAX_STEPS_PER_EXECUTION = 10**6
-MAX_SYNTHETIC_GIB = 16  # --data synthetic generates its uint8 images in memory
-MAX_PROCESSES = 4096  # far beyond any data-parallel GoogLeNet job
-MAX_INIT_TIMEOUT = 3600  # an hour: a cluster that needs longer to start is broken
-
 #: --finetune-lr-factor's default: the unfrozen phase peaks at a tenth of --lr.
 DEFAULT_FINETUNE_LR_FACTOR = 0.1
 
 
-class ConfigError(ValueError):
-    """An invalid setting; the message is one line meant for the user."""
+_MAY_CHANGE = dict(resume=MAY_CHANGE)
+
+
+def default_model(**settings):
+    """A run's network by default, `GoogLeNetConfig(stem="cifar")` (the CIFAR stem, else
+    `GoogLeNet`'s defaults), with `settings` changed: `TrainConfig(model=default_model(width=0.5))`."""
+    return GoogLeNetConfig(**{"stem": "cifar", **settings})
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a training run. See `python -m training.cifar --help`.
 
-    Fields left at `None` are machine-dependent and filled by `resolve()`.
+    Each field is declared once with `training.fields.flag`: its flag, help,
+    checks and resume rule. Fields left at `None` are machine-dependent and
+    filled by `resolve()`.
     """
 
     # ---- run ----------------------------------------------------------------
-    name: str = "googlenet-cifar10"
-    runs_dir: str = "runs"
-    export_dir: str = "saved_models"
-    export: bool = True
-    overwrite: bool = False
-    verbose: int = 1
-    framework_logs: bool = False
+    name: str = flag(
+        "googlenet-cifar10", "run name: runs/NAME and saved_models/NAME", group="run", checks=(
+            rule(lambda v: isinstance(v, str) and bool(NAME_RE.fullmatch(v)),
+                 "a plain folder name (letters, digits, '.', '_', '-', starting with a letter "
+                 "or digit)"),
+            rule(lambda v: len(v) <= MAX_NAME_LENGTH,
+                 f"at most {MAX_NAME_LENGTH} characters (file names stop at 255)",
+                 shown=lambda v: f"{len(v)} characters")))
+    runs_dir: str = flag("runs", "folder of run folders", group="run")
+    export_dir: str = flag("saved_models", "folder of exported SavedModels", group="run")
+    export: bool = flag(True, "export the main head as a SavedModel (needs TensorFlow)",
+                        group="run", **_MAY_CHANGE)
+    overwrite: bool = flag(False, "train again over a finished run (or one started with other "
+                           "settings)", group="run", action="store_true", **_MAY_CHANGE)
+    verbose: int = flag(
+        1, "progress: 1 a live line on a terminal (one line per epoch otherwise), 2 one line "
+        "per epoch, 0 none", group="run", choices=(0, 1, 2),
+        checks=(rule(lambda v: v in (0, 1, 2), "0, 1 or 2"),), **_MAY_CHANGE)
+    framework_logs: bool = flag(False, group="run", cli=add_framework_logs_flag, **_MAY_CHANGE)
     # ---- data ---------------------------------------------------------------
-    data: Optional[str] = None  # None: "folder" if data_dir is set, else "tfds"
-    data_dir: Optional[str] = None
-    tfds_name: str = "cifar10"
-    tfds_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
-    max_extract_mb: int = 4096  # training.data.archives.DEFAULT_MAX_EXTRACT_MB
-    max_extract_ratio: float = 200.0  # training.data.archives.DEFAULT_MAX_EXTRACT_RATIO
-    image_size: int = 32
-    limit: Optional[int] = None
-    val_fraction: float = 0.1
-    skip_bad_images: bool = False
-    synthetic_examples: int = 10000
-    pipeline: Optional[str] = None  # None: "tf.data" when TensorFlow imports, else "numpy"
+    data: Optional[str] = flag(  # None: "folder" if data_dir is set, else "tfds"
+        None, "data source (default: folder with --data-dir, else tfds)", group="data",
+        choices=DATA_SOURCES)
+    data_dir: Optional[str] = flag(
+        None, "image folder DIR/train/<class>/* (optional DIR/val or DIR/test), or a "
+        ".tar/.tar.xz/.zip of one", group="data")
+    tfds_name: str = flag("cifar10", "TFDS dataset for --data tfds", group="data")
+    tfds_dir: Optional[str] = flag(None, "TFDS data folder (default: TFDS's own)", group="data")
+    cache_dir: Optional[str] = flag(
+        None, "where archives are extracted (default: $KERAS_GOOGLENET_CACHE or "
+        "~/.cache/keras_googlenet)", group="data", **_MAY_CHANGE)
+    max_extract_mb: int = flag(  # training.data.archives.DEFAULT_MAX_EXTRACT_MB
+        4096, "refuse an archive that expands to more MiB than this", group="data",
+        checks=(rule(lambda v: at_least(v, 1), ">= 1"),), **_MAY_CHANGE)
+    max_extract_ratio: float = flag(  # training.data.archives.DEFAULT_MAX_EXTRACT_RATIO
+        200.0, "refuse an archive that expands to more than this times its size", group="data",
+        checks=(rule(lambda v: is_num(v) and 1 <= v < float("inf"), "a number >= 1"),),
+        **_MAY_CHANGE)
+    image_size: int = flag(
+        32, "train at SIZExSIZE (images are resized once when loaded)", group="data", checks=(
+            Check(lambda v, c: within(v, min_image_size(c), MAX_IMAGE_SIZE),
+                  lambda c: f"an integer >= {min_image_size(c)} for --stem {c.model.stem} and <= "
+                  f"{MAX_IMAGE_SIZE} (larger images do not fit in memory)"),))
+    limit: Optional[int] = flag(
+        None, "use N examples per split (a seeded sample), for smoke runs", group="data",
+        checks=(rule(lambda v: v is None or at_least(v, 1), ">= 1"),))
+    val_fraction: float = flag(
+        0.1, "held-out fraction of train (stratified) when there is no val/ or test/",
+        group="data", checks=(FRACTION,))
+    skip_bad_images: bool = flag(
+        False, "skip unreadable or non-image files instead of stopping", group="data",
+        action="store_true")
+    synthetic_examples: int = flag(
+        10000, "training images for --data synthetic", group="data", checks=(Check(
+            lambda v, c: (c.data != "synthetic" and at_least(v, 1)) or within(
+                v, 1, max_synthetic(c)),
+            lambda c: f"in [1, {max_synthetic(c)}] at --image-size "
+            f"{c.image_size if within(c.image_size, 1, MAX_IMAGE_SIZE) else 1} (the images, "
+            f"and a tenth more held out, are generated in memory: at most {MAX_SYNTHETIC_GIB} "
+            "GiB)"),))
+    pipeline: Optional[str] = flag(  # None: "tf.data" when TensorFlow imports, else "numpy"
+        None, "input pipeline: tf.data needs TensorFlow; numpy is a keras PyDataset",
+        group="data", choices=PIPELINES, auto=True, **_MAY_CHANGE)
     # ---- model --------------------------------------------------------------
-    stem: str = "cifar"
-    width: float = 1.0
-    batch_norm: bool = True
-    dropout: float = 0.4
-    aux_dropout: float = 0.7
-    aux_weight: float = LOSS_WEIGHTS[next(iter(AUX_HEADS))]  # the paper's 0.3
-    # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
-    # None is the paper's Table 1. Set by `tuner.search --train-best`; JSON lists.
-    blocks: Optional[list] = None
-    # Start from pretrained weights: "imagenet", "cifar10" or a torchvision GoogLeNet
-    # .pth (keras_googlenet.load_backbone_weights; the heads are new, for the data's classes).
-    weights: Optional[str] = None
+    # The network's settings, a keras_googlenet.GoogLeNetConfig that checks them
+    # itself; model_config() adds the classes, the input shape (--image-size) and
+    # the architecture options --weights fixes. Only the settings below are saved.
+    model: GoogLeNetConfig = nested(default_model, group="model", settings=dict(
+        stem=setting("cifar: 3x3 stem for 32x32; imagenet: the paper's (e.g. --image-size 96)",
+                     choices=STEMS),
+        width=setting("channel multiplier"),
+        batch_norm=setting("BatchNorm after every convolution (off: the 2014 network with LRN)"),
+        dropout=setting("dropout before the main classifier"),
+        aux_dropout=setting("dropout in the auxiliary heads"),
+        # The nine Inception blocks' channel tuples (keras_googlenet.BLOCK_FIELDS order);
+        # None is the paper's Table 1. Set by `tuner.search --train-best`.
+        blocks=setting(cli=False),
+    ))
+    # Pretrained weights (keras_googlenet.load_backbone_weights; new heads for the data's
+    # classes), checked with the settings they fix (training.checks.weights_checks).
+    weights: Optional[str] = flag(
+        None, "fine-tune pretrained weights (new heads): imagenet or a .pth is torchvision's "
+        "network (implies --stem imagenet and, unless given, --image-size 224); cifar10 is the "
+        "shipped CIFAR-10 model (implies --stem cifar, --width 0.5 and, unless given, "
+        "--image-size 32)", group="model", metavar="imagenet|cifar10|PATH.pth")
+    aux_weight: float = flag(  # the paper's 0.3
+        LOSS_WEIGHTS[next(iter(AUX_HEADS))], "loss weight of each auxiliary head (main: 1)",
+        group="model", checks=(NON_NEGATIVE,))
     # ---- recipe -------------------------------------------------------------
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 0.1  # the peak lr; for a batch of LR_REFERENCE_BATCH under lr_scaling="linear"
-    lr_scaling: str = "none"
-    momentum: float = 0.9
-    nesterov: bool = True
+    epochs: int = flag(100, "training epochs", group="recipe",
+                       checks=(rule(lambda v: within(v, 1, MAX_EPOCHS), f"in [1, {MAX_EPOCHS}]"),))
+    batch_size: int = flag(128, "global batch size", group="recipe", checks=(rule(
+        lambda v: within(v, 1, MAX_BATCH_SIZE),
+        f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),))
+    lr: float = flag(  # the peak lr; for a batch of LR_REFERENCE_BATCH under lr_scaling="linear"
+        0.1, "peak learning rate (after warm-up); with --lr-scaling linear, for a batch of "
+        f"{LR_REFERENCE_BATCH}", group="recipe",
+        checks=(rule(lambda v: is_num(v) and v > 0, "a finite number > 0"),))
+    lr_scaling: str = flag(
+        "none", f"linear: the peak learning rate is --lr x --batch-size / {LR_REFERENCE_BATCH}; "
+        "none: --lr as given", group="recipe", choices=LR_SCALINGS, legacy="none")
+    momentum: float = flag(0.9, "SGD momentum", group="recipe", checks=(FRACTION,))
+    nesterov: bool = flag(True, "Nesterov momentum", group="recipe")
     # Keras applies weight decay directly to the weights (decoupled, not through
     # the momentum buffer), so 5e-3 here matches the usual coupled 5e-4 of
     # PyTorch CIFAR recipes with momentum 0.9 (5e-4 / (1 - 0.9)).
-    weight_decay: float = 5e-3
-    warmup_epochs: Optional[float] = None  # None: 5% of the first phase's epochs, at most 5
+    weight_decay: float = flag(
+        5e-3, "decoupled weight decay, not on biases/BatchNorm (Keras style: 5e-3 matches "
+        "PyTorch's coupled 5e-4 at momentum 0.9)", group="recipe", checks=(NON_NEGATIVE,))
+    warmup_epochs: Optional[float] = flag(  # None: 5% of the first phase's epochs, at most 5
+        None, "epochs of linear warm-up from 0 to --lr, then cosine decay to 0 at the last "
+        "epoch (with --freeze-epochs: at the last frozen epoch; default: 5%% of --epochs, or "
+        "of --freeze-epochs, at most 5)", group="recipe", checks=(Check(
+            lambda v, c: v is None or (is_num(v) and 0 <= v <= max_warmup(c)),
+            lambda c: "in [0, --freeze-epochs] (warm-up is part of the frozen phase)"
+            if at_least(c.freeze_epochs, 1) else "in [0, --epochs]"),))
     # Fine-tuning --weights in two phases (training.recipe.run_phases): the first
     # freeze_epochs train only the new heads (backbone frozen, its BatchNorm in
     # inference mode); the rest also train the backbone, at a peak learning rate of
     # lr * finetune_lr_factor. 0: one phase, every layer trains from the start.
-    freeze_epochs: int = 0
-    finetune_lr_factor: Optional[float] = None  # None: 0.1 with freeze_epochs, else unused
-    label_smoothing: float = 0.1
-    augment: bool = True
-    pad: int = 4
-    cutout: int = 0  # side of the zeroed square (DeVries & Taylor 2017); 0: off
-    tta_flip: bool = False
-    ema: bool = False
-    ema_momentum: float = 0.999
-    seed: int = 0
+    freeze_epochs: int = flag(
+        0, "with --weights: the first N epochs train only the new heads (backbone frozen); "
+        "the rest train every layer but the backbone's BatchNorm (kept in inference mode) "
+        "with a fresh optimizer, from --lr (after --lr-scaling) x --finetune-lr-factor "
+        "without warm-up, cosine to 0 (default 0: every layer trains from the start)",
+        group="recipe", metavar="N", legacy=0, checks=(
+            Check(lambda v, c: within(v, 0, max(0, (c.epochs if is_int(c.epochs) else 1) - 1)),
+                  "an integer in [0, --epochs - 1] (the epochs after it train the backbone "
+                  "too)"),
+            Check(lambda v, c: v == 0 or c.weights is not None,
+                  "0 without --weights (only pretrained weights have a backbone to freeze)")))
+    finetune_lr_factor: Optional[float] = flag(  # None: 0.1 with freeze_epochs, else unused
+        None, "peak learning rate after the frozen phase, as a fraction of --lr (default with "
+        f"--freeze-epochs: {DEFAULT_FINETUNE_LR_FACTOR})", group="recipe", metavar="F",
+        legacy=None, checks=(
+            rule(lambda v: v is None or (is_num(v) and 0 < v <= 1), "in (0, 1]"),
+            Check(lambda v, c: v is None or at_least(c.freeze_epochs, 1),
+                  "unset without --freeze-epochs N (it scales --lr after the frozen phase)")))
+    label_smoothing: float = flag(0.1, "label smoothing of every head's cross-entropy",
+                                  group="recipe", checks=(FRACTION,))
+    augment: bool = flag(True, "random pad-and-crop and horizontal flip", group="recipe")
+    pad: int = flag(4, "pad-and-crop padding in pixels", group="recipe", checks=(Check(
+        lambda v, c: is_int(v) and 0 <= v <= c.image_size, "in [0, --image-size]"),))
+    cutout: int = flag(  # side of the zeroed square (DeVries & Taylor 2017); 0: off
+        0, "cutout: zero one SIZExSIZE square per training image, centred at a random pixel "
+        "(clipped at the border); 0: off", group="recipe", metavar="SIZE", legacy=0, checks=(
+            Check(lambda v, c: is_int(v) and 0 <= v <= c.image_size and (c.augment or v == 0),
+                  "in [0, --image-size], and 0 with --no-augment (cutout is a training "
+                  "augmentation)"),))
+    tta_flip: bool = flag(
+        False, "also evaluate with flip test-time augmentation (mean of the probabilities on "
+        "the image and its mirror): *_tta columns in history.csv, val_accuracy_tta in "
+        "results.json, and the best epoch picked by it", group="recipe", legacy=False,
+        checks=(BOOLEAN,))
+    ema: bool = flag(False, "keep an exponential moving average of the weights, evaluate it "
+                     "every epoch (*_ema columns in history.csv) and use it as the final model",
+                     group="recipe")
+    ema_momentum: float = flag(0.999, "EMA momentum", group="recipe", checks=(FRACTION,))
+    seed: int = flag(0, "seed of the split, shuffles and initialisation", group="recipe",
+                     checks=(rule(lambda v: within(v, 0, MAX_SEED),
+                                  f"in [0, {MAX_SEED}] (numpy's seed range)"),))
     # ---- system -------------------------------------------------------------
-    jit: Optional[bool] = None  # None: on with a GPU (or on JAX), off on CPU
-    precision: Optional[str] = None  # None: environment.auto_precision (see resolve)
-    precision_reason: Optional[str] = None  # set by resolve: why auto picked `precision`
-    strategy: str = "none"
-    steps_per_execution: int = 1
-    run_eagerly: bool = False
+    jit: Optional[bool] = flag(  # None: on with a GPU (or on JAX), off on CPU
+        None, "XLA compilation (default: on with a GPU or on JAX, off on CPU)", group="system",
+        checks=(rule(lambda v: v in (None, True, False), "a boolean"),), **_MAY_CHANGE)
+    precision: Optional[str] = flag(  # None: environment.auto_precision (see resolve)
+        None, "auto: mixed_bfloat16 on recent GPUs, mixed_float16 on older ones, float32 on "
+        "CPU", group="system", choices=PRECISIONS, auto=True)
+    # Set by resolve: why auto picked `precision` (only a note: `precision` must match).
+    precision_reason: Optional[str] = flag(None, group="system", cli=False, **_MAY_CHANGE)
+    strategy: str = flag(
+        "none", "mirrored: tf.distribute over local GPUs (TensorFlow); data-parallel: "
+        "keras.distribution over local devices (JAX); multi-worker: one run over several "
+        "processes and machines (JAX; see the distributed flags)", group="system",
+        choices=STRATEGIES)
+    steps_per_execution: int = flag(
+        1, "training steps per compiled call; raise on GPUs to cut per-step overhead "
+        "(callbacks then see every N-th batch)", group="system", checks=(rule(
+            lambda v: within(v, 1, MAX_STEPS_PER_EXECUTION),
+            f"in [1, {MAX_STEPS_PER_EXECUTION}]"),), **_MAY_CHANGE)
+    run_eagerly: bool = flag(
+        False, "debugging: run the model op by op, without tf.function/jit (slow)",
+        group="system", action="store_true", checks=(BOOLEAN,), **_MAY_CHANGE)
     # ---- distributed (--strategy multi-worker) --------------------------------
-    # None: from Keras's KERAS_DISTRIBUTION_* variables (PROCESS_ENV).
-    job_addresses: Optional[str] = None  # "host:port" of process 0, or all processes'
-    num_processes: Optional[int] = None
-    process_id: Optional[int] = None
-    init_timeout: int = 120  # seconds to find the other processes, then a one-line error
+    # None: from Keras's KERAS_DISTRIBUTION_* variables (training.processes), checked by
+    # resolve_processes. A resumed run may start on other machines, so where each
+    # process finds the others, and which one it is, may change.
+    job_addresses: Optional[str] = flag(
+        None, "address of process 0, the coordinator (or every process's, process 0 first); "
+        "default $KERAS_DISTRIBUTION_JOB_ADDRESSES", group="distributed",
+        metavar="HOST:PORT[,HOST:PORT...]", **_MAY_CHANGE)
+    num_processes: Optional[int] = flag(
+        None, "processes of the run; default $KERAS_DISTRIBUTION_NUM_PROCESSES",
+        group="distributed")
+    process_id: Optional[int] = flag(
+        None, "this process's id, 0 (the chief, which writes the run folder) to N-1; default "
+        "$KERAS_DISTRIBUTION_PROCESS_ID", group="distributed", **_MAY_CHANGE)
+    init_timeout: int = flag(
+        120, "seconds to wait for the other processes before a one-line error",
+        group="distributed", checks=(rule(lambda v: within(v, 1, MAX_INIT_TIMEOUT),
+                                          f"in [1, {MAX_INIT_TIMEOUT}] seconds"),), **_MAY_CHANGE)
 
     # ------------------------------------------------------------------------
     @property
@@ -229,9 +349,6 @@ class TrainConfig:
             ConfigError: If a value is invalid or inconsistent.
         """
         config = dataclasses.replace(self)
-        if isinstance(config.blocks, (list, tuple)):  # JSON-equal form, for resume checks
-            config.blocks = [list(row) if isinstance(row, (list, tuple)) else row
-                             for row in config.blocks]
         if config.data is None:
             config.data = "folder" if config.data_dir else "tfds"
         if config.warmup_epochs is None:  # warm-up is part of the first phase
@@ -256,161 +373,53 @@ class TrainConfig:
         return config
 
     def resolve_processes(self):
-        """Returns a copy whose multi-worker fields are filled in and checked.
-
-        With `--strategy multi-worker`, fields left at `None` come from Keras's
-        environment variables (`PROCESS_ENV`); other strategies take no
-        multi-worker settings (the variables are then ignored). Pure: nothing
-        is started (`training.distributed.initialize` starts the processes).
-
-        Raises:
-            ConfigError: If a multi-worker setting is missing or invalid.
-        """
-        config = dataclasses.replace(self)
-        given = [f for f in PROCESS_ENV if getattr(config, f) is not None]
-        if config.strategy != "multi-worker":
-            if given:
-                raise ConfigError(f"--{given[0].replace('_', '-')} needs --strategy multi-worker; "
-                                  f"got --strategy {config.strategy}")
-            return config
-        for field, variable in PROCESS_ENV.items():
-            if getattr(config, field) is None and os.environ.get(variable, "") != "":
-                value = os.environ[variable]
-                if field != "job_addresses":
-                    try:
-                        value = int(value)
-                    except ValueError:
-                        raise ConfigError(f"{variable} must be an integer; got {value!r}") from None
-                setattr(config, field, value)
-        for field, variable in PROCESS_ENV.items():
-            if getattr(config, field) is None:
-                raise ConfigError(f"--strategy multi-worker needs --{field.replace('_', '-')} "
-                                  f"(or ${variable}), the same on every process but the id")
-        for flag, value, valid, requirement in _process_checks(config):
-            if not valid:
-                raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
-        return config
+        """`training.processes.resolve_processes(self)`: the multi-worker settings filled in."""
+        return resolve_processes(self)
 
     def validate(self):
-        """Checks every field; raises `ConfigError` naming the first bad one."""
-        if not (isinstance(self.name, str) and _NAME_RE.fullmatch(self.name)):
-            raise ConfigError("--name must be a plain folder name (letters, digits, '.', '_', "
-                              f"'-', starting with a letter or digit); got {self.name!r}")
-        if len(self.name) > MAX_NAME_LENGTH:
-            raise ConfigError(f"--name must be at most {MAX_NAME_LENGTH} characters (file names "
-                              f"stop at 255); got {len(self.name)} characters")
-        if self.data == "folder" and not self.data_dir:
-            raise ConfigError("--data folder needs --data-dir DIR (a folder or a .tar/.tar.xz/"
-                              ".zip archive)")
-        if self.data in ("tfds", "synthetic") and self.data_dir:
-            raise ConfigError(
-                f"--data-dir is only used with --data folder (got --data {self.data})"
-            )
-        minimum = MIN_INPUT_SIZE.get(self.stem, 1)
-        max_warmup = self.epochs if is_int(self.epochs) else 0
-        if at_least(self.freeze_epochs, 1):
-            max_warmup = self.freeze_epochs  # warm-up is in the frozen phase
-        size = self.image_size if within(self.image_size, 1, MAX_IMAGE_SIZE) else 1
-        max_synthetic = max(1, MAX_SYNTHETIC_GIB * 2**30 // (size * size * 3 * 11 // 10))
-        checks = [  # (flag, value, valid, what a valid value is)
-            ("--data", self.data, self.data in (None, *DATA_SOURCES), f"one of {DATA_SOURCES}"),
-            ("--stem", self.stem, self.stem in STEMS, f"one of {STEMS}"),
-            ("--image-size", self.image_size, within(self.image_size, minimum, MAX_IMAGE_SIZE),
-             f"an integer >= {minimum} for --stem {self.stem} and <= {MAX_IMAGE_SIZE} (larger "
-             "images do not fit in memory)"),
-            ("--limit", self.limit, self.limit is None or at_least(self.limit, 1), ">= 1"),
-            ("--val-fraction", self.val_fraction, fraction(self.val_fraction), "in [0, 1)"),
-            ("--max-extract-mb", self.max_extract_mb, at_least(self.max_extract_mb, 1), ">= 1"),
-            ("--max-extract-ratio", self.max_extract_ratio, is_num(self.max_extract_ratio)
-             and 1 <= self.max_extract_ratio < float("inf"), "a number >= 1"),
-            ("--synthetic-examples", self.synthetic_examples,
-             self.data != "synthetic" and at_least(self.synthetic_examples, 1)
-             or within(self.synthetic_examples, 1, max_synthetic),
-             f"in [1, {max_synthetic}] at --image-size {size} (the images, and a tenth more "
-             f"held out, are generated in memory: at most {MAX_SYNTHETIC_GIB} GiB)"),
-            ("--pipeline", self.pipeline, self.pipeline in (None, *PIPELINES),
-             f"one of {PIPELINES}"),
-            ("--width", self.width, is_num(self.width) and 0 < self.width <= MAX_WIDTH,
-             f"> 0 and <= {MAX_WIDTH:g} (a width of {MAX_WIDTH:g} already has over a billion "
-             "parameters)"),
-            ("--dropout", self.dropout, fraction(self.dropout), "in [0, 1)"),
-            ("--aux-dropout", self.aux_dropout, fraction(self.aux_dropout), "in [0, 1)"),
-            ("--aux-weight", self.aux_weight, is_num(self.aux_weight) and self.aux_weight >= 0,
-             "a finite number >= 0"),
-            ("--epochs", self.epochs, within(self.epochs, 1, MAX_EPOCHS),
-             f"in [1, {MAX_EPOCHS}]"),
-            ("--batch-size", self.batch_size, within(self.batch_size, 1, MAX_BATCH_SIZE),
-             f"in [1, {MAX_BATCH_SIZE}] (no device holds more GoogLeNet activations at once)"),
-            ("--lr", self.lr, is_num(self.lr) and self.lr > 0, "a finite number > 0"),
-            ("--lr-scaling", self.lr_scaling, self.lr_scaling in LR_SCALINGS,
-             f"one of {LR_SCALINGS}"),
-            ("--momentum", self.momentum, fraction(self.momentum), "in [0, 1)"),
-            ("--weight-decay", self.weight_decay,
-             is_num(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
-            ("--warmup-epochs", self.warmup_epochs, self.warmup_epochs is None
-             or (is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= max_warmup),
-             "in [0, --freeze-epochs] (warm-up is part of the frozen phase)"
-             if at_least(self.freeze_epochs, 1) else "in [0, --epochs]"),
-            ("--freeze-epochs", self.freeze_epochs, within(self.freeze_epochs, 0, max(
-                0, (self.epochs if is_int(self.epochs) else 1) - 1)),
-             "an integer in [0, --epochs - 1] (the epochs after it train the backbone too)"),
-            ("--freeze-epochs", self.freeze_epochs, self.freeze_epochs == 0
-             or self.weights is not None,
-             "0 without --weights (only pretrained weights have a backbone to freeze)"),
-            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
-             or (is_num(self.finetune_lr_factor) and 0 < self.finetune_lr_factor <= 1),
-             "in (0, 1]"),
-            ("--finetune-lr-factor", self.finetune_lr_factor, self.finetune_lr_factor is None
-             or at_least(self.freeze_epochs, 1),
-             "unset without --freeze-epochs N (it scales --lr after the frozen phase)"),
-            ("--label-smoothing", self.label_smoothing, fraction(self.label_smoothing),
-             "in [0, 1)"),
-            ("--pad", self.pad, is_int(self.pad) and 0 <= self.pad <= self.image_size,
-             "in [0, --image-size]"),
-            ("--cutout", self.cutout, is_int(self.cutout) and 0 <= self.cutout <= self.image_size
-             and (self.augment or self.cutout == 0),
-             "in [0, --image-size], and 0 with --no-augment (cutout is a training augmentation)"),
-            ("--tta-flip", self.tta_flip, self.tta_flip in (True, False), "a boolean"),
-            ("--ema-momentum", self.ema_momentum, fraction(self.ema_momentum), "in [0, 1)"),
-            ("--seed", self.seed, within(self.seed, 0, MAX_SEED),
-             f"in [0, {MAX_SEED}] (numpy's seed range)"),
-            ("--jit", self.jit, self.jit in (None, True, False), "a boolean"),
-            ("--run-eagerly", self.run_eagerly, self.run_eagerly in (True, False), "a boolean"),
-            ("--precision", self.precision, self.precision in (None, *PRECISIONS),
-             f"one of {PRECISIONS}"),
-            ("--strategy", self.strategy, self.strategy in STRATEGIES, f"one of {STRATEGIES}"),
-            ("--verbose", self.verbose, self.verbose in (0, 1, 2), "0, 1 or 2"),
-            ("--init-timeout", self.init_timeout, within(self.init_timeout, 1, MAX_INIT_TIMEOUT),
-             f"in [1, {MAX_INIT_TIMEOUT}] seconds"),
-            ("--steps-per-execution", self.steps_per_execution,
-             within(self.steps_per_execution, 1, MAX_STEPS_PER_EXECUTION),
-             f"in [1, {MAX_STEPS_PER_EXECUTION}]"),
-        ]
-        checks.append(("blocks", self.blocks, self.blocks is None or is_block_table(self.blocks),
-                       f"None or {len(BLOCK_NAMES)} rows of {len(BLOCK_FIELDS)} integers >= 1"))
-        if self.weights is not None:
-            checks += weights_checks(self)
-        for flag, value, valid, requirement in checks:
-            if not valid:
-                raise ConfigError(f"{flag} must be {requirement}; got {value!r}")
+        """Checks every field; raises `ConfigError` naming the first bad one.
+
+        Each field's own checks are declared with it (`training.fields.flag`);
+        then `--data` is checked against `--data-dir`, the network's settings by
+        `GoogLeNetConfig` (the library's rules), and `--weights` with the settings
+        its weights fix (`training.checks.weights_checks`).
+        """
+        error = first_error(self)
+        if error is None and self.data == "folder" and not self.data_dir:
+            error = "--data folder needs --data-dir DIR (a folder or a .tar/.tar.xz/.zip archive)"
+        if error is None and self.data in ("tfds", "synthetic") and self.data_dir:
+            error = f"--data-dir is only used with --data folder (got --data {self.data})"
+        if error is None:
+            error = self._model_error()
+        if error is None and self.weights is not None:
+            error = first_failure(weights_checks(self))
+        if error is not None:
+            raise ConfigError(error)
+
+    def _model_error(self):
+        """`GoogLeNetConfig`'s check of `model_config`, said with the flags' names; or None."""
+        try:
+            self.model_config(1)
+        except ValueError as e:
+            if not hasattr(e, "argument"):  # keras_googlenet._internal.values.invalid_argument's
+                raise
+            return f"{label_of(type(self), e.argument)} must be {e.requirement}; got {e.value!r}"
+        return None
 
     def model_config(self, num_classes):
-        """The `GoogLeNetConfig` of the network this run trains (validated).
+        """The `GoogLeNetConfig` of the network this run trains (validated): `model` with
+        `num_classes`, the `--image-size` input and the architecture options of `--weights`.
 
-        The one place where training settings become `GoogLeNet` arguments:
         `training.recipe.build_model`, the tuner and the benchmarks build their
-        models through it, and a run writes it as `model_config.json`.
+        models from it, and a run writes it as `model_config.json`.
+
+        Raises:
+            ValueError: If a setting of `model` is invalid
+                (`keras_googlenet._internal.values.invalid_argument`).
         """
         size = self.image_size
-        return GoogLeNetConfig(
-            classes=num_classes,
-            input_shape=(size, size, 3),
-            stem=self.stem,
-            width=self.width,
-            batch_norm=self.batch_norm,
-            dropout=self.dropout,
-            aux_dropout=self.aux_dropout,
-            blocks=self.blocks,
+        return dataclasses.replace(
+            self.model, classes=num_classes, input_shape=(size, size, 3),
             # Pretrained weights fix the architecture options (see GoogLeNet's docstring).
             **self._weights_options(),
         ).validate()
@@ -423,17 +432,16 @@ class TrainConfig:
 
     # ---- JSON ---------------------------------------------------------------
     def to_dict(self):
-        """The configuration as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """The configuration as a JSON-serialisable dict (`model`: an object of its
+        settings)."""
+        return to_json(self)
 
     @classmethod
     def from_dict(cls, values):
-        """Builds a config from `to_dict()` output; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**{**LEGACY_VALUES, **values})
+        """Builds a config from `to_dict()` output, or from a config.json of an older
+        layout (fields it lacks take their `legacy=` values; the network's settings may
+        be top-level keys). Unknown keys are an error."""
+        return from_json(cls, values)
 
     def save(self, path):
         """Writes the configuration as JSON, atomically."""
@@ -450,32 +458,25 @@ class TrainConfig:
         return cls.from_dict(read_config_dict(path))
 
     def resume_differences(self, other):
-        """Fields (other than `RESUME_INDEPENDENT`) whose values differ from `other`'s.
+        """Fields (other than those that may change, `RESUME_INDEPENDENT`) whose values
+        differ from `other`'s.
 
         `lr_scaling` only counts when the peak learning rates differ (at batch
         `LR_REFERENCE_BATCH` both rules give `lr`, so the same training).
         """
-        return [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name not in RESUME_INDEPENDENT and getattr(self, f.name) != getattr(other, f.name)
-            and not (f.name == "lr_scaling" and self.peak_lr == other.peak_lr)
-        ]
+        may_change = resume_independent(type(self))
+        return [name for name in differences(self, other) if name not in may_change
+                and not (name == "lr_scaling" and self.peak_lr == other.peak_lr)]
 
 
-def _process_checks(config):
-    """`TrainConfig.resolve_processes`'s checks: (flag, value, valid, requirement)."""
-    n = config.num_processes
-    addresses = config.job_addresses.split(",") if isinstance(config.job_addresses, str) else []
-    well_formed = bool(addresses) and all(is_address(a) for a in addresses)
-    return [
-        ("--num-processes", n, within(n, 1, MAX_PROCESSES), f"in [1, {MAX_PROCESSES}]"),
-        ("--process-id", config.process_id, is_int(config.process_id) and is_int(n)
-         and 0 <= config.process_id < n, f"in [0, --num-processes) = [0, {n})"),
-        ("--job-addresses", config.job_addresses, well_formed and len(addresses) in (1, n),
-         "HOST:PORT of process 0, or the comma-separated HOST:PORT of all --num-processes "
-         "processes (process 0 first)"),
-    ]
+#: The values of fields added after runs were saved without them: a config.json
+#: that lacks one was trained that way (`TrainConfig.from_dict` fills them in,
+#: so that such a run resumes with the settings it was started with).
+LEGACY_VALUES = legacy_values(TrainConfig)
+
+#: Fields that may change between a killed run and its resumption: they do not
+#: change the trained state (everything else must match to resume).
+RESUME_INDEPENDENT = resume_independent(TrainConfig)
 
 
 def read_config_dict(path):

@@ -137,6 +137,7 @@ def run_data(run_dir, run_config, hw, *, hint="pass --calibration-data DIR."):
     loaded (`training.evaluate` names its own flag).
     """
     from training.config import TrainConfig
+    from training.fields import settings
     from training.data import load_arrays
 
     if run_config is None:
@@ -148,7 +149,8 @@ def run_data(run_dir, run_config, hw, *, hint="pass --calibration-data DIR."):
             f"input size {tuple(hw)}. Received: image_size={size!r}")
     try:
         names = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(**{k: v for k, v in run_config.items() if k in names})
+        names |= {s.name for s in settings(TrainConfig)}  # a config.json of the flat layout
+        config = TrainConfig.from_dict({k: v for k, v in run_config.items() if k in names})
         return load_arrays(config)
     except Exception as e:
         raise ex.ExportError(

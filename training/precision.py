@@ -44,8 +44,9 @@ def cache_key(config):
     return json.dumps({
         "cpu": name, "flags": sorted(f for f in flags if "bf16" in f or "amx" in f
                                      or f.startswith("avx512")),
-        **versions, "stem": config.stem, "width": config.width, "blocks": config.blocks,
-        "batch_norm": config.batch_norm, "image_size": config.image_size,
+        **versions, "stem": config.model.stem, "width": config.model.width,
+        "blocks": config.to_dict()["model"]["blocks"],
+        "batch_norm": config.model.batch_norm, "image_size": config.image_size,
         "batch_size": config.batch_size,
     }, sort_keys=True)
 

@@ -42,7 +42,7 @@ def format_duration(seconds):
 def cpu_advice(config):
     """Flags that make a CPU-only run practical, as one sentence (empty if none apply)."""
     hints = []
-    if config.width > 0.25:
+    if config.model.width > 0.25:
         hints.append("--width 0.25 (about 16x fewer multiply-adds than 1.0)")
     if config.epochs > 10:
         hints.append("--epochs 10")

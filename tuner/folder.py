@@ -44,7 +44,7 @@ FINGERPRINT_FORMAT = 1
 #: (not part of the fingerprint).
 TUNER_ID_KEY = "tuner_id"
 
-#: TrainConfig fields that do not change what a trial computes (they may
+#: TrainConfig settings that do not change what a trial computes (they may
 #: differ between runs of one search, and between its chief and workers).
 _NOT_FINGERPRINTED = set(RESUME_INDEPENDENT) | {
     "name", "runs_dir", "export_dir", "export", "strategy", "width",
@@ -57,7 +57,9 @@ class SearchError(ValueError):
 
 def fingerprint(config, space, tuner, max_mflops, max_params, fill_budget):
     """What defines a search: compared when a search folder is reused."""
-    train = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    values = config.to_dict()
+    values.update(values.pop("model"))  # flat, as search.json has always recorded it
+    train = {k: v for k, v in values.items() if k not in _NOT_FINGERPRINTED}
     fp = {
         "format": FINGERPRINT_FORMAT,
         "objective": "val_main_accuracy (max)",

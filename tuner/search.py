@@ -51,7 +51,9 @@ from training.cli import OneLineParser, UsageError, import_backend_quietly
 from training.flags import build_parser as training_parser
 from keras_googlenet.config import MODEL_CONFIG_FILE
 from keras_googlenet._internal.fileio import atomic_write_json
-from training.config import MAX_NAME_LENGTH, ConfigError, TrainConfig
+from training.checks import MAX_NAME_LENGTH
+from training.config import ConfigError, TrainConfig
+from training.fields import from_flags, settings
 from tuner.folder import (
     PROJECT,
     TUNER_ID_KEY,
@@ -66,11 +68,6 @@ from tuner.folder import (
 )
 from tuner.cost import Budget, BudgetError, CostModel
 from tuner.space import SearchSpace, SpaceError
-
-#: Flags of this command that are not TrainConfig fields.
-_SEARCH_FLAGS = ("tuner", "max_trials", "directory", "max_mflops", "max_params", "fill_budget",
-                 "min_width", "max_width", "width_step", "train_best", "train_epochs")
-
 
 # ---- command line -------------------------------------------------------------
 
@@ -131,16 +128,15 @@ def parse_args(argv=None):
     args = vars(build_parser().parse_args(argv))
     if args.pop("width") is not None:
         raise UsageError("--width is searched: use --min-width / --max-width")
-    options = {key: args.pop(key) for key in _SEARCH_FLAGS}
-    for key in ("precision", "pipeline"):
-        if args[key] == "auto":
-            args[key] = None
+    # The search's own flags: those that are no TrainConfig setting.
+    training = {s.name for s in settings(TrainConfig)}
+    options = {key: args.pop(key) for key in list(args) if key not in training}
     if args["name"] is None:
         args["name"] = TrainConfig().name  # replaced by --train-best's own default
         options["name"] = None
     else:
         options["name"] = args["name"]
-    return options, TrainConfig(**args)
+    return options, from_flags(TrainConfig, args)
 
 
 # ---- --train-best -------------------------------------------------------------
@@ -179,8 +175,9 @@ def train_best(raw_config, model_config, options):
     digest = hashlib.sha256(json.dumps(best, sort_keys=True).encode()).hexdigest()[:8]
     name = train_best_name(options, digest)
     config = dataclasses.replace(
-        raw_config, name=name, epochs=options["train_epochs"], width=best["width"],
-        warmup_epochs=raw_config.warmup_epochs, blocks=best["blocks"],
+        raw_config, name=name, epochs=options["train_epochs"],
+        warmup_epochs=raw_config.warmup_epochs,
+        model=dataclasses.replace(raw_config.model, width=best["width"], blocks=best["blocks"]),
     )
     print(f"\nRetraining the best configuration as run {name!r} "
           f"({config.epochs} epochs, training.cifar recipe)")

@@ -1,4 +1,5 @@
-"""The one integer check of every validation (library, training run, tuner).
+"""The one integer check of every validation (library, training run, tuner), and the
+error of an invalid argument.
 
 Standard library only, at the bottom of the library's layers, so that
 `architecture`, `config` and the scripts above the library all use it.
@@ -17,3 +18,16 @@ def is_int(value, numpy=False):
     if isinstance(value, bool):
         return False
     return isinstance(value, numbers.Integral) if numpy else isinstance(value, int)
+
+
+def invalid_argument(argument, requirement, value):
+    """The `ValueError` of an invalid `GoogLeNet` argument.
+
+    Its message is `"`argument` must be <requirement>. Received: argument=<value>"`,
+    and it keeps `argument`, `requirement` and `value` as attributes, so that a
+    command line can say the same with its flag's name (`training.config` does).
+    A plain `ValueError`, as keras.applications raise.
+    """
+    error = ValueError(f"`{argument}` must be {requirement}. Received: {argument}={value!r}")
+    error.argument, error.requirement, error.value = argument, requirement, value
+    return error
