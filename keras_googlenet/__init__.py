@@ -46,7 +46,7 @@ _LAZY = {
     "count_flops": "keras_googlenet.utils",
     "inference_model": "keras_googlenet.utils",
     "preprocess_input": "keras_googlenet.utils",
-    "build_model": "keras_googlenet.saving",
+    "build_model": "keras_googlenet.model",
     "load_model_folder": "keras_googlenet.saving",
     "save_model_folder": "keras_googlenet.saving",
     "load_backbone_weights": "keras_googlenet.weights",

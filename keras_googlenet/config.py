@@ -7,14 +7,15 @@ through JSON, and is what every part of the project writes beside weights as
 `model_config.json`:
 
     >>> config = GoogLeNetConfig(stem="cifar", classes=10, width=0.5)
-    >>> model = build_model(config)                      # keras_googlenet.saving
+    >>> model = build_model(config)                      # keras_googlenet.model
     >>> save_model_folder(model, "my_model", config)     # weights + model_config.json
     >>> model = load_model_folder("my_model")            # the same network, same weights
 
 This module imports no Keras (only the activation check does, when an
 activation is given), so training, tuning and export code can validate a
-configuration cheaply. Building models and reading/writing model folders is
-`keras_googlenet.saving`'s job.
+configuration cheaply. Building the network from it is `keras_googlenet.model`'s job
+(`build_model(config)`; the keyword `GoogLeNet(...)` makes a config and builds from
+it), reading and writing model folders `keras_googlenet.saving`'s.
 """
 
 import dataclasses

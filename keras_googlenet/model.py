@@ -273,26 +273,72 @@ def GoogLeNet(
     Raises:
         ValueError: For any invalid argument; the message names the value received.
     """
-    # ---- validate arguments -------------------------------------------------
-    # Pretrained weights choose the arguments they need (and refuse values they
-    # cannot fit); otherwise unset arguments take their defaults (the paper's).
-    arguments = resolve_arguments(weights, dict(
-        include_top=include_top, classes=classes, stem=stem, batch_norm=batch_norm,
-        width=width, blocks=blocks, aux_logits=aux_logits, input_shape=input_shape,
+    # The keyword arguments make the one configuration object; the network is
+    # built from it alone.
+    config = googlenet_config(
+        weights, include_top=include_top, input_shape=input_shape, pooling=pooling,
+        classes=classes, classifier_activation=classifier_activation, aux_logits=aux_logits,
+        batch_norm=batch_norm, dropout=dropout, aux_dropout=aux_dropout, stem=stem, width=width,
+        blocks=blocks, include_preprocessing=include_preprocessing,
         large_branch_kernel=large_branch_kernel, stage5_pool_size=stage5_pool_size,
-        stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool),
-        data_format=keras.config.image_data_format())
-    config = GoogLeNetConfig(
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        aux_dropout=aux_dropout,
-        include_preprocessing=include_preprocessing,
-        name=name,
-        **arguments,
-    ).validate()
-    # The validated values (numpy scalars converted to Python ones).
+        stem_padding=stem_padding, ceil_mode=ceil_mode, aux_pool=aux_pool, name=name)
+    return _build(config, weights, input_tensor)
+
+
+def googlenet_config(weights=None, **arguments):
+    """The validated `GoogLeNetConfig` of `GoogLeNet(weights=weights, **arguments)`.
+
+    Pretrained weights choose the arguments they need (and refuse values they
+    cannot fit); otherwise unset (`None`) arguments take their defaults (the
+    paper's).
+
+    Args:
+        weights: `GoogLeNet`'s `weights` argument.
+        **arguments: `GoogLeNet`'s other arguments, except `input_tensor`.
+
+    Returns:
+        A validated `GoogLeNetConfig`.
+
+    Raises:
+        ValueError: For any invalid argument; the message names the value received.
+    """
+    fixed = {name: arguments.pop(name) for name in _RESOLVED_ARGUMENTS}
+    fixed = resolve_arguments(weights, fixed, data_format=keras.config.image_data_format())
+    return GoogLeNetConfig(**arguments, **fixed).validate()
+
+
+def build_model(config, weights=None, input_tensor=None):
+    """Builds the network that `config` describes.
+
+    Args:
+        config: A `GoogLeNetConfig`.
+        weights: Optional weights, as for `GoogLeNet`; they must fit `config`.
+        input_tensor: Optional Keras tensor, as for `GoogLeNet`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: If `config` is not a `GoogLeNetConfig`, is invalid, or does
+            not fit `weights`; the message names the value.
+    """
+    if not isinstance(config, GoogLeNetConfig):
+        raise ValueError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
+    return _build(googlenet_config(weights, **config.kwargs()), weights, input_tensor)
+
+
+#: The arguments `resolve_arguments` fills in or checks against pretrained weights.
+_RESOLVED_ARGUMENTS = (
+    "include_top", "classes", "stem", "batch_norm", "width", "blocks", "aux_logits",
+    "input_shape", "large_branch_kernel", "stage5_pool_size", "stem_padding", "ceil_mode",
+    "aux_pool",
+)
+
+
+def _build(config, weights, input_tensor):
+    """The network of a validated `config`, with `weights` loaded."""
     cfg = config
+    pooling, classifier_activation, name = cfg.pooling, cfg.classifier_activation, cfg.name
     include_top, aux_logits, batch_norm = cfg.include_top, cfg.aux_logits, cfg.batch_norm
     classes, width, dropout, aux_dropout = cfg.classes, cfg.width, cfg.dropout, cfg.aux_dropout
     include_preprocessing, input_shape, stem = cfg.include_preprocessing, cfg.input_shape, cfg.stem

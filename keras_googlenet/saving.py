@@ -1,4 +1,4 @@
-"""Building a GoogLeNet from its configuration, and model folders.
+"""Model folders: a GoogLeNet's configuration beside its weights.
 
 A model folder holds a `model_config.json` (a `GoogLeNetConfig`) beside the
 weights; training runs, tuner searches and exports all write one, and
@@ -9,23 +9,7 @@ import os
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHT_FILES, WEIGHTS_FILE, GoogLeNetConfig
 from keras_googlenet._internal.fileio import atomic_save_weights
-from keras_googlenet.model import GoogLeNet
-
-
-def build_model(config, weights=None, input_tensor=None):
-    """`GoogLeNet(**config.kwargs(), weights=weights, input_tensor=input_tensor)`.
-
-    Args:
-        config: A `GoogLeNetConfig`.
-        weights: Optional weights file, as for `GoogLeNet`.
-        input_tensor: Optional Keras tensor, as for `GoogLeNet`.
-
-    Returns:
-        The `keras.Model`.
-    """
-    if not isinstance(config, GoogLeNetConfig):
-        raise ValueError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
-    return GoogLeNet(weights=weights, input_tensor=input_tensor, **config.kwargs())
+from keras_googlenet.model import build_model
 
 
 def save_model_folder(model, directory, config):

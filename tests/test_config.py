@@ -150,6 +150,27 @@ def test_build_model_is_googlenet_with_the_configs_arguments():
         build_model(TINY)
 
 
+
+def test_build_model_builds_from_the_config_alone_and_googlenet_wraps_it(monkeypatch):
+    import keras_googlenet.model as model_module
+
+    config = GoogLeNetConfig(**TINY)
+    expected = [(w.path, tuple(w.shape)) for w in build_model(config).weights]
+    # build_model never goes through the keyword API ...
+    monkeypatch.setattr(model_module, "GoogLeNet", None)
+    assert [(w.path, tuple(w.shape)) for w in build_model(config).weights] == expected
+    monkeypatch.undo()
+    # ... and GoogLeNet makes the config and hands it to the same builder.
+    built = []
+    real = model_module._build
+    monkeypatch.setattr(model_module, "_build", lambda c, w, t: built.append(c) or real(c, w, t))
+    kg.GoogLeNet(**TINY)
+    assert built == [config]
+    # A config that does not fit pretrained weights is refused by name.
+    with pytest.raises(ValueError, match=r"fit only width=0.5\. Received: width="):
+        build_model(GoogLeNetConfig(stem="cifar", width=0.25, classes=10,
+                                    input_shape=(32, 32, 3)), weights="cifar10")
+
 def test_model_folder_round_trip_gives_equal_outputs(tmp_path, make_images):
     config = GoogLeNetConfig(**TINY)
     model = build_model(config)
