@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from training_helpers import REPO
+from training_helpers import CHEAP_XLA_FLAGS, REPO
 
 from benchmarks.workers import free_port  # noqa: F401 (the tests' too)
 
@@ -38,10 +38,15 @@ JAX_CACHE_ENV = {
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
 }
 
+#: The environment of the tests' JAX training and benchmark processes: the shared
+#: cache and cheap XLA optimisation (`CHEAP_XLA_FLAGS`). The model tests under JAX
+#: (tests/test_backends.py) keep XLA's default optimisation: they compare numbers.
+JAX_TEST_ENV = {**JAX_CACHE_ENV, "XLA_FLAGS": CHEAP_XLA_FLAGS}
+
 
 def start(args, tmp_path, backend="jax"):
     """`python -m training.cifar ARGS` in `tmp_path`, its output captured."""
-    env = dict(os.environ, KERAS_BACKEND=backend, **JAX_CACHE_ENV,
+    env = dict(os.environ, KERAS_BACKEND=backend, **JAX_TEST_ENV,
                PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     return subprocess.Popen([sys.executable, "-m", "training.cifar", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,6 +20,7 @@ import time
 
 import pytest
 import torch  # CI installs torch==2.13.0 (.ci/run); a missing torch fails these tests
+from training_helpers import CHEAP_XLA_FLAGS
 
 pytestmark = pytest.mark.slow  # every test reads benchmark runs in subprocesses
 
@@ -63,7 +64,8 @@ def runs(tmp_path_factory):
                                   "--pipeline-json", str(tmp / "none.json"),
                                   "--output", str(tmp / "jax.json")],
                                  dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
-                                      KERAS_BACKEND="jax"), tmp / "jax.json"),
+                                      KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS),
+                                 tmp / "jax.json"),
         "inference_latency": ([sys.executable, "-m", "benchmarks.inference_latency", "--quick",
                                "--output", str(tmp / "latency.json")], base,
                               tmp / "latency.json"),

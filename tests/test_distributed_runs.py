@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from distributed_helpers import JAX_CACHE_ENV, TINY, cluster, digest, finish, start_processes
+from distributed_helpers import JAX_TEST_ENV, TINY, cluster, digest, finish, start_processes
 from training_helpers import last_wins
 
 from benchmarks.reduction_order import RUN_FLAGS, one_and_two_processes
@@ -23,7 +23,7 @@ def _one_and_two_processes(tmp_path, extra):
     two-process step sees the same 16 examples as the one-process step, 8 + 8 of
     them, so the two differ only in the order of the floating-point sums), with
     the network's `extra` flags; `{"one": (losses, weights), "two": ...}`."""
-    return one_and_two_processes([*RUN_FLAGS, *extra], 3, tmp_path, env=JAX_CACHE_ENV)
+    return one_and_two_processes([*RUN_FLAGS, *extra], 3, tmp_path, env=JAX_TEST_ENV)
 
 
 @pytest.mark.slow

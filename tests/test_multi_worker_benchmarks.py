@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from distributed_helpers import JAX_CACHE_ENV
+from distributed_helpers import JAX_TEST_ENV
 from training_helpers import REPO, no_tensorflow_env
 
 from benchmarks import scaling_model
@@ -19,7 +19,7 @@ def runs(tmp_path_factory):
     """The three benchmark commands, each run on the first test that needs it."""
     tmp = tmp_path_factory.mktemp("multi-worker-bench")
     env = dict(no_tensorflow_env(tmp / "hide_tensorflow"), KERAS_BACKEND="jax",
-               TF_CPP_MIN_LOG_LEVEL="2", **JAX_CACHE_ENV)
+               TF_CPP_MIN_LOG_LEVEL="2", **JAX_TEST_ENV)
     throughput = tmp / "throughput.json"
     commands = {
         "train_throughput": (

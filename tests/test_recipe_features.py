@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 from test_cli_attacks import _assert_one_line, _run
+from training_helpers import CHEAP_XLA_FLAGS
 
 from benchmarks import time_to_accuracy
 from training.cifar import train
@@ -236,7 +237,7 @@ def test_time_to_accuracy_runs_on_jax_without_tensorflow(tmp_path, no_tensorflow
     import jax  # noqa: F401  (in the test extra: a missing JAX fails, not skips)
 
     out = tmp_path / "jax.json"
-    env = dict(no_tensorflow_env, KERAS_BACKEND="jax")
+    env = dict(no_tensorflow_env, KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.time_to_accuracy", "--flags",
          "--width 0.125 --image-size 16 --batch-size 16 --synthetic-examples 48 --epochs 2",

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from training_helpers import (
+    CHEAP_XLA_FLAGS,
     CLASSES,
     NO_TENSORFLOW_SITECUSTOMIZE,
     REPO,
@@ -474,8 +475,7 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
                       "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY,
                       "--ema"]  # on JAX, EMA's final weights once broke model.save
     # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
-    xla_flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
-                 "--xla_llvm_disable_expensive_passes=true")
+    xla_flags = f"--xla_force_host_platform_device_count=2 {CHEAP_XLA_FLAGS}"
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=xla_flags,
                PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{REPO}")
     runs = json.dumps([folder_args, synthetic_args])

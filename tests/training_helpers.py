@@ -24,6 +24,11 @@ CLASSES = ("cat", "dog", "frog")
 TINY = ["--width", "0.125", "--stem", "cifar", "--image-size", "16", "--batch-size", "16",
         "--precision", "float32", "--verbose", "2"]
 
+#: XLA flags for the tests' JAX processes: LLVM's cheap optimisation (the tests check
+#: behaviour, not speed). A tiny JAX run (training.cifar, 2 epochs) took 47-50 CPU
+#: seconds with them and 59-65 without (benchmarks/results/test_suite_time.md).
+CHEAP_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
 #: A `sitecustomize.py` that hides TensorFlow (and what needs it) as if it were not
 #: installed: `import tensorflow` raises ModuleNotFoundError and
 #: `importlib.util.find_spec("tensorflow")` returns None.
