@@ -22,9 +22,7 @@ from keras_googlenet.architecture import (
     AUX_PAPER_POOL_MIN_SIDE,
     AUX_POOL_SIDE,
     BLOCK_NAMES,
-    DEFAULT_INPUT_SIZE,
     MAIN_HEAD,
-    MIN_INPUT_SIZE,
     PAPER_BLOCKS,
     STAGES,
     STEM_CHANNELS,
@@ -32,6 +30,7 @@ from keras_googlenet.architecture import (
     scale_channels,
 )
 from keras_googlenet.config import GoogLeNetConfig
+from keras_googlenet.inputs import channel_axis, channel_index, resolve_input_shape, spatial_shape
 from keras_googlenet.layers import FlatHeNormal, LocalResponseNormalization, use_fused_kernel
 from keras_googlenet.weights import load_weights, resolve_arguments, validate_weights
 
@@ -67,7 +66,7 @@ def conv_block(x, filters, kernel_size, strides=1, *, batch_norm=True, padding="
         # fused training kernel on TensorFlow (1.18x-1.19x faster training on
         # CPU; see `use_fused_kernel`).
         x = use_fused_kernel(layers.BatchNormalization(
-            axis=_channel_axis(), momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
+            axis=channel_axis(), momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
         ))(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -103,7 +102,7 @@ def inception_block(x, channels, *, batch_norm=True, large_branch_kernel=5, name
     branch5 = conv(conv(x, c5r, 1, "5x5_reduce"), c5, large_branch_kernel, "5x5")
     pooled = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
     branch_pool = conv(pooled, cp, 1, "pool_proj")
-    return layers.Concatenate(axis=_channel_axis(), name=name)(
+    return layers.Concatenate(axis=channel_axis(), name=name)(
         [branch1, branch3, branch5, branch_pool]
     )
 
@@ -125,7 +124,7 @@ def auxiliary_head(
     128 x 4 x 4 = 2048 inputs to the fully connected layer. With
     `pool="adaptive"` it always pools adaptively, as torchvision's GoogLeNet does.
     """
-    spatial = _spatial_shape(x)
+    spatial = spatial_shape(x)
     if pool == "paper" and min(spatial) >= AUX_PAPER_POOL_MIN_SIDE:
         x = layers.AveragePooling2D(5, strides=3, padding="valid", name=f"{name}_pool")(x)
     else:
@@ -345,9 +344,9 @@ def _build(config, weights, input_tensor):
     blocks = PAPER_BLOCKS if config.blocks is None else config.blocks
     weights = validate_weights(weights, config)
 
-    input_shape = _resolve_input_shape(input_shape, input_tensor, stem, include_top)
-    spatial = _spatial_shape(input_shape, batch=False)
-    channels = input_shape[_channel_index()]
+    input_shape = resolve_input_shape(input_shape, input_tensor, stem, include_top)
+    spatial = spatial_shape(input_shape, batch=False)
+    channels = input_shape[channel_index()]
     if weights is not None and channels != 3:
         raise ValueError(
             "Loading `weights` needs RGB inputs with 3 channels. "
@@ -464,7 +463,7 @@ def _max_pool_s2(x, size, ceil_mode, *, name):
     the window count is ceil mode's for every side), so unknown (None) sides,
     whose padding is not known when the model is built, are padded by 1.
     """
-    sides = _spatial_shape(x)
+    sides = spatial_shape(x)
     if not ceil_mode:
         return layers.MaxPooling2D(size, strides=2, padding="same", name=name)(x)
     pads = [1 if side is None else (-(-(side - size) // 2)) * 2 + size - side
@@ -474,22 +473,10 @@ def _max_pool_s2(x, size, ceil_mode, *, name):
     return layers.MaxPooling2D(size, strides=2, padding="valid", name=name)(x)
 
 
-def _channel_axis():
-    """The channel axis of a batch (`keras.config.image_data_format()`): -1 or 1."""
-    return -1 if keras.config.image_data_format() == "channels_last" else 1
 
 
-def _channel_index():
-    """The channel axis of a shape without its batch axis (an `input_shape`): 2 or 0."""
-    return 2 if keras.config.image_data_format() == "channels_last" else 0
 
 
-def _spatial_shape(x, batch=True):
-    """(height, width) of a batch `x` (a tensor or shape), or of a shape without
-    its batch axis (`batch=False`), in the image data format."""
-    shape = tuple(getattr(x, "shape", x))[1:] if batch else tuple(x)
-    channel = _channel_index()
-    return tuple(d for i, d in enumerate(shape) if i != channel)
 
 
 def _head_dtype():
@@ -502,41 +489,3 @@ def _head_dtype():
     if policy.compute_dtype != policy.variable_dtype:
         return "float32"
     return None
-
-
-def _resolve_input_shape(input_shape, input_tensor, stem, include_top):
-    """The model's input shape: `input_shape` (validated by GoogLeNetConfig), else
-    `input_tensor`'s, else the default: the stem's size with the top, any size
-    (`(None, None, 3)`) without it, as in keras.applications. Raises ValueError
-    for a bad one.
-
-    Shapes have no batch axis and follow `keras.config.image_data_format()`:
-    `(height, width, channels)` or `(channels, height, width)`.
-    """
-    data_format = keras.config.image_data_format()
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
-        if len(input_shape) != 3:
-            layout = "height, width, channels" if data_format == "channels_last" else (
-                "channels, height, width")
-            raise ValueError(
-                f"`input_tensor` must be a batch of images, (batch, {layout}) for "
-                f"{data_format}. Received: input_tensor with shape {input_tensor.shape}"
-            )
-    if input_shape is None:
-        size = DEFAULT_INPUT_SIZE[stem] if include_top else None
-        input_shape = (size, size, 3) if data_format == "channels_last" else (3, size, size)
-    channels = input_shape[_channel_index()]
-    if channels is None:
-        raise ValueError(
-            f"The number of input channels (axis {_channel_index()} of `input_shape` for "
-            f"{data_format}) must be known. Received: input_shape={input_shape}"
-        )
-    minimum = MIN_INPUT_SIZE[stem]
-    if any(d is not None and d < minimum for d in _spatial_shape(input_shape, batch=False)):
-        raise ValueError(
-            f"Input size must be at least {minimum}x{minimum} for stem={stem!r}"
-            + (" (use stem='cifar' for small images)" if stem == "imagenet" else "")
-            + f". Received: input_shape={input_shape} ({data_format})"
-        )
-    return input_shape

@@ -20,7 +20,6 @@ the same (shared) folder to resume (`training.trainer`; the start's protocol is 
 end of this module).
 """
 
-import dataclasses
 import errno
 import fcntl
 import functools
@@ -273,8 +272,14 @@ def check_same_settings(config):
     import numpy as np
     from jax.experimental import multihost_utils
 
-    fields = [f.name for f in dataclasses.fields(config) if f.name not in PER_PROCESS]
-    sums = np.array([zlib.crc32(json.dumps(getattr(config, f), sort_keys=True).encode())
+    settings = {}
+    for name, value in config.to_dict().items():
+        if name not in PER_PROCESS:
+            # A nested configuration (the network's) compares setting by setting,
+            # each named by its flag.
+            settings.update(value if isinstance(value, dict) else {name: value})
+    fields = sorted(settings)
+    sums = np.array([zlib.crc32(json.dumps(settings[f], sort_keys=True).encode())
                      for f in fields], dtype=np.uint32)
     with _Watchdog(config.init_timeout, "error: the processes could not compare their settings "
                    f"within --init-timeout {config.init_timeout} s"):
