@@ -32,7 +32,9 @@ from keras_googlenet.architecture import (
 from keras_googlenet.config import GoogLeNetConfig
 from keras_googlenet.inputs import channel_axis, channel_index, resolve_input_shape, spatial_shape
 from keras_googlenet.layers import FlatHeNormal, LocalResponseNormalization, use_fused_kernel
-from keras_googlenet.weights import load_weights, resolve_arguments, validate_weights
+from keras_googlenet.weights import (
+    RESOLVED_ARGUMENTS, load_weights, resolve_arguments, validate_weights,
+)
 
 # Departure from the paper: BatchNorm uses momentum 0.9 (PyTorch's 0.1), not
 # Keras's 0.99, so the moving statistics track short CIFAR-scale runs; epsilon
@@ -301,7 +303,7 @@ def googlenet_config(weights=None, **arguments):
     Raises:
         ValueError: For any invalid argument; the message names the value received.
     """
-    fixed = {name: arguments.pop(name) for name in _RESOLVED_ARGUMENTS}
+    fixed = {name: arguments.pop(name) for name in RESOLVED_ARGUMENTS}
     fixed = resolve_arguments(weights, fixed, data_format=keras.config.image_data_format())
     return GoogLeNetConfig(**arguments, **fixed).validate()
 
@@ -324,14 +326,6 @@ def build_model(config, weights=None, input_tensor=None):
     if not isinstance(config, GoogLeNetConfig):
         raise ValueError(f"`config` must be a GoogLeNetConfig. Received: config={config!r}")
     return _build(googlenet_config(weights, **config.kwargs()), weights, input_tensor)
-
-
-#: The arguments `resolve_arguments` fills in or checks against pretrained weights.
-_RESOLVED_ARGUMENTS = (
-    "include_top", "classes", "stem", "batch_norm", "width", "blocks", "aux_logits",
-    "input_shape", "large_branch_kernel", "stage5_pool_size", "stem_padding", "ceil_mode",
-    "aux_pool",
-)
 
 
 def _build(config, weights, input_tensor):

@@ -28,6 +28,9 @@ KERAS_SUFFIXES = (".weights.h5", ".keras")
 DEFAULT_ARGUMENTS = {"stem": "imagenet", "width": 1.0, "blocks": None, "classes": 1000,
                      **architecture.PAPER_OPTIONS}
 
+#: The arguments `resolve_arguments` fills in or checks against pretrained weights.
+RESOLVED_ARGUMENTS = (*DEFAULT_ARGUMENTS, "batch_norm", "include_top", "aux_logits", "input_shape")
+
 
 def is_pretrained(weights):
     """Whether `weights` names pretrained weights (a registry key or a .pth path)."""
@@ -39,9 +42,8 @@ def resolve_arguments(weights, arguments, data_format="channels_last"):
 
     Args:
         weights: `GoogLeNet`'s `weights` argument.
-        arguments: The arguments pretrained weights may fix, `None` where unset:
-            the keys of `DEFAULT_ARGUMENTS`, plus `batch_norm`, `include_top`,
-            `aux_logits` and `input_shape`.
+        arguments: The arguments pretrained weights may fix (`RESOLVED_ARGUMENTS`),
+            `None` where unset.
         data_format: The model's image data format, which orders `input_shape`:
             `"channels_last"` (height, width, 3) or `"channels_first"` (3, height, width).
 

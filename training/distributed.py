@@ -34,6 +34,7 @@ import zlib
 
 from training.cli import one_line
 from training.config import ConfigError
+from training.fields import label, settings
 from training.run import RunError
 
 #: Why `--strategy multi-worker` refuses the TensorFlow backend (one line).
@@ -258,10 +259,11 @@ def is_chief():
 def check_same_settings(config):
     """Raises `ConfigError` on every process unless all processes have the same settings.
 
-    Compares every `TrainConfig` field but `PER_PROCESS` (one checksum per
-    field, gathered from every process), so that a process started with,
-    say, another `--batch-size` or `--num-processes` stops at once instead of
-    training something else than the others or waiting forever in a
+    Compares every `TrainConfig` setting but `PER_PROCESS`'s (one checksum per
+    setting, gathered from every process; the network's settings one by one),
+    so that a process started with, say, another `--batch-size` or
+    `--num-processes` stops at once instead of training something else than
+    the others or waiting forever in a
     collective. A no-op in a single process.
 
     Args:
@@ -272,25 +274,20 @@ def check_same_settings(config):
     import numpy as np
     from jax.experimental import multihost_utils
 
-    settings = {}
-    for name, value in config.to_dict().items():
-        if name not in PER_PROCESS:
-            # A nested configuration (the network's) compares setting by setting,
-            # each named by its flag.
-            settings.update(value if isinstance(value, dict) else {name: value})
-    fields = sorted(settings)
-    sums = np.array([zlib.crc32(json.dumps(settings[f], sort_keys=True).encode())
-                     for f in fields], dtype=np.uint32)
+    # Every declared setting, the network's (nested) ones included, named as messages name it.
+    compared = [s for s in settings(type(config)) if s.path[0] not in PER_PROCESS]
+    sums = np.array([zlib.crc32(json.dumps(s.get(config), sort_keys=True).encode())
+                     for s in compared], dtype=np.uint32)
     with _Watchdog(config.init_timeout, "error: the processes could not compare their settings "
                    f"within --init-timeout {config.init_timeout} s"):
         gathered = np.asarray(multihost_utils.process_allgather(sums))
-    differ = sorted({f for row in gathered[1:] for f, a, b in zip(fields, gathered[0], row)
-                     if a != b})
+    differ = sorted({label(s) for row in gathered[1:]
+                     for s, a, b in zip(compared, gathered[0], row) if a != b})
     if differ:
         others = [str(p) for p, row in enumerate(gathered) if (row != gathered[0]).any()]
         raise ConfigError(
             f"process(es) {', '.join(others)} of {len(gathered)} were started with other "
-            f"settings than process 0 ({', '.join('--' + f.replace('_', '-') for f in differ)}); "
+            f"settings than process 0 ({', '.join(differ)}); "
             "start every process with the same flags but --process-id"
         )
 
