@@ -193,12 +193,36 @@ def trainable_parameters(model, phase):
 def enter_phase(model, config, steps_per_epoch, phase):
     """Sets the model's trainable layers for `phase` and compiles it with a new
     optimizer on the phase's schedule, built over the phase's trainable weights
-    (so that a backup written now holds this phase's optimizer state). Call it
-    inside `setup_runtime`'s scope.
+    (`compile_model`: a backup written now holds this phase's optimizer state).
+    Call it inside `setup_runtime`'s scope.
     """
     set_trainable(model, phase)
     compile_model(model, config, steps_per_epoch, phase)
-    model.optimizer.build(model.trainable_variables)
+
+
+def build_compile_state(model):
+    """Creates the variables of the compiled loss (its per-head trackers) and
+    metrics now, outside `fit`'s step.
+
+    Without a distribution strategy, Keras's TensorFlow trainer creates them
+    while it traces the first training step, and a `tf.function` that creates
+    variables on its first call is traced a second time: every `fit` started
+    with two traces of the three-head step (about 2 CPU seconds more for a tiny
+    run; `benchmarks/results/test_suite_time.md`). One `compute_loss`
+    and one `compute_metrics` on all-zero outputs of one image create them
+    eagerly; `fit` resets every metric before its first epoch. The other
+    backends build them symbolically in `fit` and need nothing.
+
+    Args:
+        model: A compiled GoogLeNet.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    zeros = [keras.ops.zeros((1, *t.shape[1:])) for t in model.outputs]
+    y_pred = keras.tree.pack_sequence_as(model.output, zeros)
+    y = dict(zip(model.output_names, zeros)) if len(zeros) > 1 else zeros[0]
+    model.compute_loss(y=y, y_pred=y_pred)
+    model.compute_metrics(None, y, y_pred, sample_weight=None)
 
 
 def build_schedule(config, steps_per_epoch, phase=None):
@@ -260,7 +284,10 @@ def compile_model(model, config, steps_per_epoch, phase=None):
     Every head gets a cross-entropy on logits with label smoothing (so labels
     are one-hot) and an accuracy metric; losses are weighted by `loss_weight`
     (`aux_weight, aux_weight, 1.0`: the paper's 0.3, 0.3, 1.0 by default).
-    Keras then reports `main_accuracy`, `val_main_accuracy`, etc.
+    Keras then reports `main_accuracy`, `val_main_accuracy`, etc. The
+    optimizer (over the model's trainable weights, so a backup written now holds
+    its state), the loss trackers and the metrics are built at once
+    (`build_compile_state`).
 
     Args:
         model: The model from `build_model`.
@@ -294,6 +321,8 @@ def compile_model(model, config, steps_per_epoch, phase=None):
         run_eagerly=config.run_eagerly,
         steps_per_execution=config.steps_per_execution,
     )
+    model.optimizer.build(model.trainable_variables)
+    build_compile_state(model)
     return model
 
 
