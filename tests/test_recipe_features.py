@@ -14,11 +14,14 @@ from test_cli_attacks import _assert_one_line, _run
 from training_helpers import CHEAP_XLA_FLAGS
 
 from benchmarks import time_to_accuracy
+from keras_googlenet import HEADS
 from training.cifar import train
 from training.config import LR_REFERENCE_BATCH, ConfigError, TrainConfig, default_model
 from training.data import build_datasets
 from training.evaluation import HeldOutEvaluation, flip_tta_model, heldout_accuracies
-from training.recipe import build_model, build_schedule, compile_model, setup_runtime
+from training.recipe import (
+    build_model, build_optimizer, build_schedule, compile_model, setup_runtime,
+)
 
 pytestmark = pytest.mark.slow  # trains runs
 
@@ -333,3 +336,33 @@ def test_time_to_accuracy_merges_earlier_documents_without_training(tmp_path, ca
     _assert_one_line(1, capsys.readouterr().err.strip().splitlines(), "'a'", "--drop")
     assert time_to_accuracy.main(["--merge", str(tmp_path / "none.json")]) == 1
     _assert_one_line(1, capsys.readouterr().err.strip().splitlines(), "none.json")
+
+
+@pytest.mark.backends("tensorflow")
+@pytest.mark.parametrize("built, traces", [(True, 1), (False, 2)])
+def test_fit_traces_the_training_step_once_when_the_compile_state_is_built(
+        monkeypatch, built, traces):
+    """Keras creates the loss trackers and metrics inside the first trace of the
+    step, and TensorFlow then traces it again; `compile_model` creates them
+    before `fit` (`training.recipe.build_compile_state`). The unbuilt case shows that
+    the count can fail."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    calls = []
+    original = TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step",
+                        lambda self, data: calls.append(1) or original(self, data))
+    config = TrainConfig(epochs=1).resolve()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(3, name=h)(inputs) for h in HEADS])
+    if built:
+        compile_model(model, config, steps_per_epoch=2)
+    else:  # Keras's compile alone (the optimizer built as compile_model does)
+        model.compile(optimizer=build_optimizer(config, 2), loss="categorical_crossentropy",
+                      weighted_metrics={h: ["accuracy"] for h in HEADS})
+        model.optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
+    model.fit(rng.normal(size=(8, 4)).astype("float32"), {h: y for h in HEADS},
+              batch_size=4, epochs=2, verbose=0)
+    assert len(calls) == traces

@@ -31,7 +31,7 @@ from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from training.cifar import main
 from training.config import TrainConfig
 from training.data import load_arrays
-from training.recipe import build_optimizer, build_schedule, compile_model
+from training.recipe import build_schedule, compile_model
 
 
 def _args(root, name, data_dir, *extra):
@@ -287,36 +287,6 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     lr = lambda step: float(schedule(step))
     assert lr(0) == 0 and lr(10) == pytest.approx(0.2) and lr(20) == pytest.approx(0.4)
     assert lr(60) == pytest.approx(0.2, rel=1e-4) and lr(100) == pytest.approx(0, abs=1e-7)
-
-
-@pytest.mark.backends("tensorflow")
-@pytest.mark.parametrize("built, traces", [(True, 1), (False, 2)])
-def test_fit_traces_the_training_step_once_when_the_compile_state_is_built(
-        monkeypatch, built, traces):
-    """Keras creates the loss trackers and metrics inside the first trace of the
-    step, and TensorFlow then traces it again; `compile_model` creates them
-    before `fit` (`training.recipe.build_compile_state`). The unbuilt case shows that
-    the count can fail."""
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
-
-    calls = []
-    original = TensorFlowTrainer.train_step
-    monkeypatch.setattr(TensorFlowTrainer, "train_step",
-                        lambda self, data: calls.append(1) or original(self, data))
-    config = TrainConfig(epochs=1).resolve()
-    inputs = keras.Input((4,))
-    model = keras.Model(inputs, [keras.layers.Dense(3, name=h)(inputs) for h in HEADS])
-    if built:
-        compile_model(model, config, steps_per_epoch=2)
-    else:  # Keras's compile alone (the optimizer built as compile_model does)
-        model.compile(optimizer=build_optimizer(config, 2), loss="categorical_crossentropy",
-                      weighted_metrics={h: ["accuracy"] for h in HEADS})
-        model.optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(0)
-    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 8)]
-    model.fit(rng.normal(size=(8, 4)).astype("float32"), {h: y for h in HEADS},
-              batch_size=4, epochs=2, verbose=0)
-    assert len(calls) == traces
 
 
 @pytest.mark.slow
