@@ -102,14 +102,22 @@ def predict_scores(model, data, head=MAIN_HEAD):
         if len(names) != 1:
             raise EvaluationError(f"the model has no output {head!r} (outputs: {names})")
         head = names[0]
+    if keras.backend.backend() == "jax":
+        # A plain call would run the network op by op, compiling each op for
+        # each new batch shape (about 250 small compilations for a GoogLeNet);
+        # predict_on_batch compiles the whole forward pass once.
+        forward = model.predict_on_batch
+    else:
+        # A plain call: no trace on TensorFlow, and under a tf.distribute strategy
+        # (--strategy mirrored) predict_on_batch returns every replica's copy.
+        def forward(x):
+            return model(x, training=False)
     scores, labels = [], []
     for batch in _batches(data):
         x, y, *weights = batch
         y = np.asarray(_head_output(y, names, head) if isinstance(y, dict) else y)
         y = y.argmax(axis=-1) if y.ndim == 2 else y.astype(np.int64)
-        # A plain call, not predict_on_batch: under a tf.distribute strategy
-        # (--strategy mirrored) that one returns every replica's copy of the batch.
-        out = keras.ops.convert_to_numpy(_head_output(model(x, training=False), names, head))
+        out = keras.ops.convert_to_numpy(_head_output(forward(x), names, head))
         keep = np.asarray(weights[0]).reshape(-1) > 0 if weights else slice(None)
         scores.append(np.asarray(out, dtype="float32").reshape(len(y), -1)[keep])
         labels.append(y[keep])
