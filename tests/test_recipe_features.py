@@ -240,7 +240,8 @@ def test_time_to_accuracy_runs_on_jax_without_tensorflow(tmp_path, no_tensorflow
     import jax  # noqa: F401  (in the test extra: a missing JAX fails, not skips)
 
     out = tmp_path / "jax.json"
-    env = dict(no_tensorflow_env, KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS)
+    env = dict(no_tensorflow_env, KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS,
+               JAX_LOG_COMPILES="1")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.time_to_accuracy", "--flags",
          "--width 0.125 --image-size 16 --batch-size 16 --synthetic-examples 48 --epochs 2",
@@ -256,6 +257,10 @@ def test_time_to_accuracy_runs_on_jax_without_tensorflow(tmp_path, no_tensorflow
     curve = doc["results"][0]["runs"][0]["curve"]
     assert curve["steps"] == [3, 6] and len(curve["tta"]) == 2
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    # The network runs compiled (training, the held-out and TTA evaluations),
+    # never op by op: JAX compiled no convolution on its own.
+    assert "compilation of jit(train_step)" in proc.stderr
+    assert "compilation of jit(conv_general_dilated)" not in proc.stderr
 
 
 def _recipe(name, ips, curves, batch=16, steps_per_epoch=10):
