@@ -1,8 +1,9 @@
 """`--strategy multi-worker`: starting several `training.cifar` processes on 127.0.0.1
 (JAX, gloo on CPU), the bounded-time failures, and the TensorFlow backend's refusal.
 
-The longer runs (one process against two, kill -9 and resume) are in
-tests/test_distributed_runs.py, so that the two files run on different xdist workers.
+The runs to the end (a two-process run killed and resumed, one process against
+two) are in tests/test_distributed_runs.py, so that the two files run on
+different xdist workers.
 """
 
 import fcntl
@@ -14,78 +15,11 @@ import tempfile
 import time
 
 import pytest
-from distributed_helpers import (TINY, cluster, digest, finish, free_port, last_line, start,
-                                 start_processes)
+from distributed_helpers import TINY, finish, free_port, last_line, start
 from training_helpers import REPO, last_wins
 
 from training import distributed
 from training.config import ConfigError
-
-
-@pytest.mark.slow
-def test_two_processes_train_with_the_global_batch_split_and_one_run_folder(tmp_path):
-    runs = tmp_path / "runs"
-    # With --ema and --tta-flip, whose held-out evaluations span both processes.
-    procs = start_processes(cluster([*TINY, "--runs-dir", str(runs), "--ema", "--tta-flip"]),
-                            tmp_path)
-    (rc0, out0, err0), (rc1, out1, err1) = finish(procs, timeout=540)
-    assert (rc0, rc1) == (0, 0), (err0[-2000:], err1[-2000:])
-    # Each process decoded half of the data (64 training, 6 held-out images) and
-    # feeds half of every global batch of 16.
-    for i, out in enumerate((out0, out1)):
-        assert (f"Process {i} of 2: 8 of every global batch of 16, 4 steps per epoch; its "
-                "share of the data: 32 training / 3 held-out images") in out
-    # Only the chief wrote: one run folder, the other process left nothing behind.
-    assert [p.name for p in runs.iterdir()] == ["two"]
-    assert (runs / "two" / "model.keras").is_file() and (runs / "two" / "results.json").is_file()
-    assert "Wall time" in out0 and "Wall time" not in out1  # the summary is printed once
-    # Both processes end with the same weights, bit for bit.
-    digests = [digest(out, i) for i, out in enumerate((out0, out1))]
-    assert digests[0] == digests[1], (out0[-1500:], out1[-1500:])
-    _assert_heldout_figures_cover_the_whole_split(runs / "two")
-
-
-def _assert_heldout_figures_cover_the_whole_split(run):
-    """The chief's EMA and TTA held-out accuracies are those of its final
-    model on all 6 held-out images, recomputed here in one process."""
-    import dataclasses
-    import json
-
-    import keras
-
-    from training.config import TrainConfig
-    from training.data import build_datasets
-    from training.evaluation import flip_tta_model, heldout_accuracies
-    from training.recipe import compile_model, fan_out_datasets
-    from training.run import read_history
-
-    history = read_history(run / "history.csv")
-    assert [int(r["epoch"]) for r in history] == [0, 1]
-    for column in ("val_main_accuracy_tta", "val_main_accuracy_ema", "val_main_accuracy_ema_tta"):
-        assert all(0 <= float(r[column]) <= 1 for r in history), column
-    results = json.loads((run / "results.json").read_text())
-    assert results["num_val"] == 6 and results["final_weights"] == "ema"
-    config = TrainConfig.load(run / "config.json")
-    config = dataclasses.replace(config, strategy="none", num_processes=None, process_id=None,
-                                 job_addresses=None).resolve()
-    data = build_datasets(config)
-    model = keras.models.load_model(run / "model.keras")
-    compile_model(model, config, data.steps_per_epoch)
-    data = fan_out_datasets(data, model.output_names)
-    heads = list(model.output_names)
-    plain = heldout_accuracies(model, data.val)
-    # Accuracies over 6 images of random labels are coarse (mostly 0): the loss of
-    # the same evaluate over the same batches shows they span all 6 images.
-    logs = model.evaluate(data.val, return_dict=True, verbose=0)
-    assert results["val_loss"]["main"] == pytest.approx(logs["main_loss"], rel=1e-4)
-    tta = heldout_accuracies(flip_tta_model(model), data.val)
-    for head in heads:  # 6 images: any other share of them would be off by 1/6 or more
-        assert results["val_accuracy"][head] == pytest.approx(plain[head], abs=1e-6), head
-        assert results["val_accuracy_tta"][head] == pytest.approx(tta[head], abs=1e-6), head
-    # The last epoch's EMA figures are the final model's (EMA) weights too.
-    assert float(history[-1]["val_main_accuracy_ema"]) == pytest.approx(plain["main"], abs=1e-6)
-    assert float(history[-1]["val_main_accuracy_ema_tta"]) == pytest.approx(tta["main"],
-                                                                               abs=1e-6)
 
 
 @pytest.mark.slow
