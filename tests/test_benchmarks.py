@@ -27,6 +27,11 @@ pytestmark = pytest.mark.slow  # every test reads benchmark runs in subprocesses
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The augmented-batches row of an input-pipeline JSON, for the JAX run's comparison.
+PIPELINE_ROW = {"stage": "augmented training batches", "pipeline": "numpy",
+                "images_per_second": 40_000.0}
+
+
 def _is_positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -36,6 +41,9 @@ def runs(tmp_path_factory):
     """`{name: (returncode, json, output)}` of each quick benchmark, each run on the
     first test that asks for it (so each test's time is its own benchmark's)."""
     tmp = tmp_path_factory.mktemp("bench")
+    # An input-pipeline result for the JAX run to compare with (its own run of
+    # benchmarks.input_pipeline is what test_training_benchmark.py checks).
+    (tmp / "pipeline.json").write_text(json.dumps({"results": [PIPELINE_ROW]}))
     no_tf = tmp / "no_tensorflow"
     (no_tf / "tensorflow").mkdir(parents=True)
     (no_tf / "tensorflow" / "__init__.py").write_text(
@@ -61,7 +69,7 @@ def runs(tmp_path_factory):
                                   "--widths", "0.125", "--batch-sizes", "8", "--steps", "2",
                                   "--warmup-steps", "1", "--repeats", "1",
                                   "--peak-tflops", "0.3",
-                                  "--pipeline-json", str(tmp / "none.json"),
+                                  "--pipeline-json", str(tmp / "pipeline.json"),
                                   "--output", str(tmp / "jax.json")],
                                  dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
                                       KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS),
@@ -149,6 +157,12 @@ def test_train_throughput_on_jax_in_bfloat16_without_tensorflow(runs):
     # Utilisation = achieved FLOP/s / the given peak (0.3 TFLOP/s).
     assert row["utilisation"] == pytest.approx(row["achieved_tflops"] / 0.3)
     assert row["macs_per_image"] == 23_296_256  # same network as the TensorFlow row
+    # The input pipeline's images/s against the model's, from the given JSON.
+    pipeline = doc["input_pipeline"]
+    assert pipeline["available"] is True
+    [comparison] = pipeline["comparisons"]
+    assert comparison["pipeline"] == "augmented training batches / numpy"
+    assert comparison["ratio"] == pytest.approx(40_000.0 / row["images_per_second"])
 
 
 def test_torch_reference_quick_without_tensorflow(runs):
@@ -295,6 +309,26 @@ def test_pipeline_figures_from_the_input_pipeline_json():
     assert [f["images_per_second"] for f in figures] == [5e4, 2e4]
     assert figures[0]["name"] == "augmented training batches / tf.data"
     assert pipeline_figures({"results": []}) == []
+
+
+def test_a_missing_pipeline_json_is_measured_first_except_with_quick(tmp_path, monkeypatch):
+    from benchmarks import train_throughput
+
+    commands = []
+
+    def run(command, **kwargs):  # stands in for `python -m benchmarks.input_pipeline`
+        commands.append(command)
+        (tmp_path / "p.json").write_text(json.dumps({"results": [PIPELINE_ROW]}))
+
+    monkeypatch.setattr(train_throughput.subprocess, "run", run)
+    path = str(tmp_path / "p.json")
+    skipped = train_throughput.pipeline_comparison(path, [], run_if_missing=False)  # --quick
+    assert commands == [] and skipped["available"] is False
+    measured = train_throughput.pipeline_comparison(path, [], run_if_missing=True)
+    assert commands == [[sys.executable, "-m", "benchmarks.input_pipeline", "--output", path]]
+    assert measured["available"] is True and measured["pipelines"][0]["images_per_second"] == 4e4
+    train_throughput.pipeline_comparison(path, [], run_if_missing=True)  # present: not again
+    assert len(commands) == 1
 
 
 def test_torch_reference_summary_pairs_the_unfused_batchnorm_row():

@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
             ["benchmarks.train_throughput", "--backends", "jax", "--jit", "on", "--processes",
              "1,2", "--inputs", "cifar:32", "--widths", "0.125", "--batch-sizes", "8",
              "--steps", "2", "--warmup-steps", "1", "--repeats", "1",
-             "--pipeline-json", str(tmp / "none.json"), "--output", str(throughput)],
+             "--pipeline-json", "", "--output", str(throughput)],  # no pipeline comparison
             throughput, ()),
         # The scaling model reads the throughput's JSON: that one runs first.
         "scaling_model": (["benchmarks.scaling_model", "--throughput", str(throughput),
@@ -142,3 +142,27 @@ def test_processes_need_the_jax_backend():
         "several processes (--strategy multi-worker) run on the JAX backend only"]
     with pytest.raises(ValueError, match="runs on the Keras JAX backend"):
         normalize_case(dict(backend="tensorflow", processes=2))
+
+
+def test_a_process_group_asks_every_process_to_quit_before_waiting_for_any():
+    """At exit JAX's distributed shutdown waits for every process, so process 0
+    cannot end before process 1 is asked to quit too (waiting for it first cost
+    the 30 s timeout and a kill per case)."""
+    from benchmarks import workers
+
+    calls = []
+
+    class Member:
+        def __init__(self, i):
+            self.i = i
+
+        def quit(self):
+            calls.append(("quit", self.i))
+
+        def close(self):
+            calls.append(("close", self.i))
+
+    group = workers._ProcessGroup.__new__(workers._ProcessGroup)
+    group.members = [Member(0), Member(1)]
+    group.close()
+    assert calls == [("quit", 0), ("quit", 1), ("close", 0), ("close", 1)]
