@@ -53,19 +53,7 @@ def pytest_configure(config):
     )
 
 
-#: The longest test files (minutes each, longest first: the per-file totals in
-#: benchmarks/results/test_suite_time.md), started first: with two xdist workers
-#: (setup.cfg) a long file started last would leave one worker idle at the end.
-LONG_FILES = ("test_training_run.py", "test_distributed_runs.py", "test_run_attacks.py",
-              "test_backends.py", "test_export_cli.py", "test_recipe_features.py",
-              "test_distributed.py", "test_finetune.py", "test_applications_behaviour.py",
-              "test_multi_worker_benchmarks.py", "test_benchmarks.py", "test_precision.py",
-              "test_export.py", "test_tuner.py", "test_training_smoke.py")
-
-
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable
     if config.getoption("shard"):
         kept = shard_of(items, config.getoption("shard"))
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
