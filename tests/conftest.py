@@ -14,11 +14,22 @@ seeded random generator, raw-pixel images, a small image folder, and an
 environment that hides TensorFlow (to check the JAX/PyTorch paths).
 """
 
+import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist, each worker and the processes it starts share the cores
+# with the other workers: OpenMP (PyTorch, OpenBLAS) gets the worker's share of
+# them, not every core, before numpy or torch is imported. Spare OpenMP threads
+# spin-wait on cores the other worker is using: the PyTorch run of the model
+# tests took 33.2 CPU seconds with 2 threads and 25.9 with 1 (2 cores, 2
+# workers; benchmarks/results/test_suite_time.md).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(
+        1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Test files import `training_helpers` (beside this file) as a plain module.

@@ -48,10 +48,8 @@ def runs(tmp_path_factory):
     (no_tf / "tensorflow").mkdir(parents=True)
     (no_tf / "tensorflow" / "__init__.py").write_text(
         "raise ImportError('TensorFlow is hidden by tests/test_benchmarks.py')\n")
-    base = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-                # One OpenMP thread: PyTorch's spinning OpenMP threads make a busy CI
-                # machine crawl; these runs check plumbing, not speed.
-                OMP_NUM_THREADS="1")
+    # OpenMP's threads: tests/conftest.py shares the cores between the workers.
+    base = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     base.pop("KERAS_BACKEND", None)
     commands = {
         "train_throughput": ([sys.executable, "-m", "benchmarks.train_throughput", "--quick",
