@@ -24,6 +24,7 @@ JSON document and prints a markdown table.
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -85,35 +86,60 @@ def permutations(flags, count, steps):
     return losses, weights
 
 
-def one_and_two_processes(flags, steps, workdir, env=None):
-    """`python -m training.cifar` as two processes, then as one (with the extra
-    environment variables `env`); `{"one": (losses, weights), "two": ...}`."""
+#: A process that trains one `training.cifar` run per command line it is given,
+#: in order (a multi-worker process joins its cluster once, at the first run).
+_RUNS = """
+import json, sys
+from training.cifar import main
+for args in json.loads(sys.argv[1]):
+    status = main(args)
+    if status:
+        sys.exit(status)
+"""
+
+
+def one_and_two_processes(networks, steps, workdir, env=None):
+    """Trains every network of `networks` (name -> `training.cifar` flags) for
+    `steps` steps with two processes, then with one, each process training the
+    networks one after the other (the processes and their start-up are shared;
+    each run seeds itself), with the extra environment variables `env`.
+
+    Returns:
+        `{name: {"one": (losses, weights), "two": (losses, weights)}}`.
+    """
     import keras
 
     import keras_googlenet  # noqa: F401 (registers its layers for load_model)
 
     env = dict(os.environ, **(env or {}), KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
         p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    base = [sys.executable, "-m", "training.cifar", *flags, "--epochs", str(steps),
-            "--name", "run"]
     cluster = ["--strategy", "multi-worker", "--num-processes", "2",
-               "--job-addresses", f"127.0.0.1:{free_port()}", "--runs-dir", f"{workdir}/two"]
-    procs = [subprocess.Popen([*base, *cluster, "--process-id", str(i)], env=env, cwd=workdir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               "--job-addresses", f"127.0.0.1:{free_port()}"]
+
+    def command(runs_dir, *extra):
+        runs = [[*flags, "--epochs", str(steps), "--name", name, "--runs-dir", runs_dir, *extra]
+                for name, flags in networks.items()]
+        return [sys.executable, "-c", _RUNS, json.dumps(runs)]
+
+    procs = [subprocess.Popen(command(f"{workdir}/two", *cluster, "--process-id", str(i)),
+                              env=env, cwd=workdir, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
              for i in (0, 1)]
     errors = [p.communicate(timeout=900)[1] for p in procs]
-    one = subprocess.run([*base, "--runs-dir", f"{workdir}/one"], env=env, cwd=workdir,
+    one = subprocess.run(command(f"{workdir}/one"), env=env, cwd=workdir,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
     if any(p.returncode for p in procs) or one.returncode:
         raise RuntimeError("a training run failed: " + " | ".join(
             e.strip().splitlines()[-1] for e in [*errors, one.stderr] if e.strip()))
     out = {}
-    for name in ("one", "two"):
-        run_dir = Path(workdir) / name / "run"
-        with open(run_dir / "history.csv", newline="") as f:
-            losses = [float(row["loss"]) for row in csv.DictReader(f)]
-        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-        out[name] = (losses, model.get_weights())
+    for name in networks:
+        out[name] = {}
+        for processes in ("one", "two"):
+            run_dir = Path(workdir) / processes / name
+            with open(run_dir / "history.csv", newline="") as f:
+                losses = [float(row["loss"]) for row in csv.DictReader(f)]
+            model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+            out[name][processes] = (losses, model.get_weights())
     return out
 
 
@@ -159,13 +185,15 @@ def main(argv=None):
 
     load_start = load_average()
     results = {}
-    for network, extra in NETWORKS.items():
-        flags = [*RUN_FLAGS, *extra]
+    networks = {network: [*RUN_FLAGS, *extra] for network, extra in NETWORKS.items()}
+    runs = {}
+    if args.processes:
+        with tempfile.TemporaryDirectory(prefix="reduction-order-") as workdir:
+            runs = one_and_two_processes(networks, args.steps, workdir)
+    for network, flags in networks.items():
         row = {"permutations": summarize(*permutations(flags, args.permutations, args.steps))}
         if args.processes:
-            with tempfile.TemporaryDirectory(prefix="reduction-order-") as workdir:
-                runs = one_and_two_processes(flags, args.steps, workdir)
-            (l1, w1), (l2, w2) = runs["one"], runs["two"]
+            (l1, w1), (l2, w2) = runs[network]["one"], runs[network]["two"]
             row["processes"] = {
                 "loss_one": l1, "loss_two": l2,
                 "loss_relative_difference_per_step": [abs(b - a) / abs(a) for a, b in zip(l1, l2)],

@@ -13,13 +13,11 @@ import keras
 import numpy as np
 import pytest
 from training_helpers import (
-    CHEAP_XLA_FLAGS,
     CLASSES,
-    NO_TENSORFLOW_SITECUSTOMIZE,
     REPO,
-    TINY,
-    make_archive,
+    heldout_accuracy,
     make_image_folder,
+    run_args,
     run_module,
     snapshot,
     tar_with,
@@ -30,14 +28,7 @@ from keras_googlenet._internal import fileio
 from training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from training.cifar import main
 from training.config import TrainConfig
-from training.data import load_arrays
 from training.recipe import build_schedule, compile_model
-
-
-def _args(root, name, data_dir, *extra):
-    return ["--name", name, "--data-dir", str(data_dir), "--runs-dir", str(root / "runs"),
-            "--export-dir", str(root / "saved"), "--cache-dir", str(root / "cache"),
-            *TINY, *extra]
 
 
 def _history(run):
@@ -45,21 +36,12 @@ def _history(run):
         return list(csv.DictReader(f))
 
 
-def _evaluate(model_path, config_path):
-    """Main-head accuracy of a saved model on its run's held-out split."""
-    config = TrainConfig.load(config_path)
-    _, _, x_val, y_val, _ = load_arrays(config)
-    model = keras.saving.load_model(model_path, compile=False)
-    logits = model.predict(x_val, verbose=0)[-1]
-    return float((logits.argmax(1) == y_val).mean()), model, x_val
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One finished run (2 epochs, EMA, SavedModel export) shared by the tests below."""
     root = tmp_path_factory.mktemp("finished")
     data = make_image_folder(root / "data", per_class=10)
-    args = _args(root, "tiny", data, "--epochs", "2", "--ema")
+    args = run_args(root, "tiny", data, "--epochs", "2", "--ema")
     assert main(args) == 0
     return SimpleNamespace(root=root, data=data, args=args, run=root / "runs" / "tiny",
                            export=root / "saved" / "tiny")
@@ -111,7 +93,7 @@ def test_run_folder_holds_config_history_logs_checkpoints_and_results(finished):
     assert results["final_weights"] == "ema"
     # The reported accuracy is the saved (EMA) model's on the held-out split that
     # load_arrays rebuilds from config.json.
-    accuracy, model, _ = _evaluate(run / "model.keras", run / "config.json")
+    accuracy, model, _ = heldout_accuracy(run / "model.keras", run / "config.json")
     assert accuracy == pytest.approx(results["val_accuracy"]["main"])
     assert list(model.output_names) == list(HEADS)
     best = keras.saving.load_model(run / "best.keras", compile=False)
@@ -124,7 +106,7 @@ def test_load_model_folder_rebuilds_the_run_model_with_its_weights(finished):
     run = finished.run
     config = TrainConfig.load(run / "config.json")
     assert GoogLeNetConfig.load(run / "model_config.json") == config.model_config(len(CLASSES))
-    _, model, x_val = _evaluate(run / "model.keras", run / "config.json")
+    _, model, x_val = heldout_accuracy(run / "model.keras", run / "config.json")
     rebuilt = load_model_folder(run)
     assert list(rebuilt.output_names) == list(HEADS)
     for got, expected in zip(rebuilt.predict(x_val, verbose=0), model.predict(x_val, verbose=0)):
@@ -134,7 +116,7 @@ def test_load_model_folder_rebuilds_the_run_model_with_its_weights(finished):
 def test_saved_model_takes_uint8_images_and_returns_probabilities(finished):
     import tensorflow as tf
 
-    _, model, x_val = _evaluate(finished.run / "model.keras", finished.run / "config.json")
+    _, model, x_val = heldout_accuracy(finished.run / "model.keras", finished.run / "config.json")
     served = tf.saved_model.load(str(finished.export)).signatures["serving_default"]
     probabilities = next(iter(served(tf.constant(x_val, tf.uint8)).values())).numpy()
     assert probabilities.shape == (3, 3)
@@ -176,7 +158,7 @@ def _bad_input(case, finished, tmp):
         data, extra = finished.data, ["--batch-size", "512"]
     elif case == "unknown_value":
         data, extra = finished.data, ["--precision", "fp8"]
-    args = _args(finished.root, "tiny", data, "--epochs", "2", "--overwrite")
+    args = run_args(finished.root, "tiny", data, "--epochs", "2", "--overwrite")
     for flag, value in zip(extra[::2], extra[1::2]):  # a flag may be given only once
         if flag in args:
             args[args.index(flag) + 1] = value
@@ -207,7 +189,7 @@ def test_bad_inputs_fail_with_one_line_and_leave_the_earlier_run_intact(
 
 def test_an_unfinished_run_with_other_settings_is_not_resumed(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=4)
-    args = _args(tmp_path, "partial", data, "--epochs", "3")
+    args = run_args(tmp_path, "partial", data, "--epochs", "3")
     run = tmp_path / "runs" / "partial"
     run.mkdir(parents=True)
     # What a run killed during its first epochs leaves: its config, no results.
@@ -225,7 +207,7 @@ def test_a_new_run_does_not_replace_an_existing_export(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=4)
     (tmp_path / "saved" / "taken").mkdir(parents=True)
     (tmp_path / "saved" / "taken" / "saved_model.pb").write_bytes(b"someone else's")
-    assert main(_args(tmp_path, "taken", data, "--epochs", "1")) == 1
+    assert main(run_args(tmp_path, "taken", data, "--epochs", "1")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
     assert (tmp_path / "saved" / "taken" / "saved_model.pb").read_bytes() == b"someone else's"
@@ -235,7 +217,7 @@ def test_a_new_run_does_not_replace_an_existing_export(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_failed_export_is_retried_by_running_the_same_command(tmp_path, monkeypatch, capsys):
     data = make_image_folder(tmp_path / "data", per_class=10)
-    args = _args(tmp_path, "retry", data, "--epochs", "1", "--run-eagerly")
+    args = run_args(tmp_path, "retry", data, "--epochs", "1", "--run-eagerly")
 
     def full_disk(*args, **kwargs):
         raise OSError("No space left on device")
@@ -293,7 +275,7 @@ def test_learning_rate_warms_up_then_decays_to_zero():
 def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=20)  # 3 steps per epoch
     # Eager: this checks the callback wiring, not compilation (and saves the trace time).
-    args = _args(tmp_path, "nan", data, "--epochs", "2", "--no-export", "--lr", "1e30",
+    args = run_args(tmp_path, "nan", data, "--epochs", "2", "--no-export", "--lr", "1e30",
                  "--warmup-epochs", "0", "--run-eagerly")
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -370,7 +352,7 @@ def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=12)
     # Eager: resuming does not depend on compilation, and the tiny model runs
     # faster op by op than tf.function takes to trace it (twice here).
-    args = _args(tmp_path, "resume", data, "--epochs", "8", "--no-export", "--run-eagerly")
+    args = run_args(tmp_path, "resume", data, "--epochs", "8", "--no-export", "--run-eagerly")
     run = tmp_path / "runs" / "resume"
     metadata = run / "backup" / "training_metadata.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -408,102 +390,3 @@ def test_a_killed_run_resumes_from_its_last_completed_epoch(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["resumed_from_epoch"] == saved_epoch
     assert not (run / "backup").exists()
-
-
-_MIRRORED = """
-import sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from training.cifar import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-@pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
-    """A 1-epoch `--strategy mirrored` run on two logical CPUs with `--tta-flip` and
-    `--ema` (their evaluations run under the strategy too) and its SavedModel
-    export; its root folder. Checked for agreement with the reported accuracy here."""
-    root = tmp_path_factory.mktemp("mirrored")
-    data = make_image_folder(root / "data", per_class=10)  # 3 held-out images: odd
-    args = _args(root, "mirrored", data, "--epochs", "1", "--strategy", "mirrored",
-                 "--tta-flip", "--ema")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
-
-
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus(mirrored):
-    run = mirrored / "runs" / "mirrored"
-    results = json.loads((run / "results.json").read_text())
-    assert results["devices"] == 2
-    # The odd held-out split was padded for the 2 replicas; the reported accuracy
-    # must still be the one on the 3 real examples.
-    accuracy, _, _ = _evaluate(run / "model.keras", run / "config.json")
-    assert accuracy == pytest.approx(results["val_accuracy"]["main"])
-    assert 0 <= results["val_accuracy_tta"]["main"] <= 1 and results["final_weights"] == "ema"
-
-
-@pytest.mark.slow
-def test_a_mirrored_run_exports_its_saved_model(mirrored):
-    from keras_googlenet.export import saved_model_probabilities
-
-    run = mirrored / "runs" / "mirrored"
-    _, model, x_val = _evaluate(run / "model.keras", run / "config.json")
-    # The SavedModel takes uint8 pixels and serves the final (EMA) weights' main head.
-    probabilities = saved_model_probabilities(mirrored / "saved" / "mirrored",
-                                              x_val.astype("uint8"))
-    expected = keras.ops.softmax(model.predict(x_val, verbose=0)[-1])
-    np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(expected), atol=1e-5)
-
-
-_JAX_RUNS = """
-import json, sys
-from training.cifar import main
-folder_args, synthetic_args = json.loads(sys.argv[1])
-status = main(folder_args) or main(synthetic_args)
-print("tensorflow imported:", "tensorflow" in sys.modules)
-sys.exit(status)
-"""
-
-
-@pytest.mark.slow
-def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path):
-    import jax  # noqa: F401  (in the test extra: a missing JAX fails, not skips)
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW_SITECUSTOMIZE)
-    folder = make_image_folder(tmp_path / "data", per_class=10)
-    archive = make_archive(folder, tmp_path / "d.tar.xz")
-    folder_args = _args(tmp_path, "jax-folder", archive, "--epochs", "1",
-                        "--strategy", "data-parallel")
-    synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic",
-                      "--synthetic-examples", "64", "--runs-dir", str(tmp_path / "runs"),
-                      "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY,
-                      "--ema"]  # on JAX, EMA's final weights once broke model.save
-    # Two host devices; cheap XLA optimisation (this test checks behaviour, not speed).
-    xla_flags = f"--xla_force_host_platform_device_count=2 {CHEAP_XLA_FLAGS}"
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=xla_flags,
-               PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{REPO}")
-    runs = json.dumps([folder_args, synthetic_args])
-    proc = subprocess.run([sys.executable, "-c", _JAX_RUNS, runs],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tensorflow imported: False" in proc.stdout
-    notices = [line for line in proc.stderr.splitlines() if "SavedModel export skipped" in line]
-    assert len(notices) == 2 and "TensorFlow is not installed" in notices[0]
-    assert not (tmp_path / "saved").exists()
-    folder_run = tmp_path / "runs" / "jax-folder"
-    results = json.loads((folder_run / "results.json").read_text())
-    assert (results["backend"], results["devices"], results["num_val"]) == ("jax", 2, 3)
-    # The odd held-out split was padded with zero-weight examples for the 2 devices;
-    # the reported accuracy must still be the one on the 3 real examples.
-    accuracy, _, _ = _evaluate(folder_run / "model.keras", folder_run / "config.json")
-    assert accuracy == pytest.approx(results["val_accuracy"]["main"])
-    synthetic = json.loads((tmp_path / "runs" / "jax-synthetic" / "results.json").read_text())
-    assert synthetic["num_train"] == 64 and synthetic["devices"] == 1
-    assert synthetic["final_weights"] == "ema"
-    assert (tmp_path / "runs" / "jax-synthetic" / "model.keras").stat().st_size > 0

@@ -124,6 +124,29 @@ def snapshot(folder):
     }
 
 
+def run_args(root, name, data_dir, *extra):
+    """`training.cifar` arguments of a TINY run named `name` on `data_dir`, writing
+    its run, export and cache folders under `root`."""
+    return ["--name", name, "--data-dir", str(data_dir), "--runs-dir", str(root / "runs"),
+            "--export-dir", str(root / "saved"), "--cache-dir", str(root / "cache"),
+            *TINY, *extra]
+
+
+def heldout_accuracy(model_path, config_path):
+    """`(main-head accuracy, model, held-out images)` of a saved model on its run's
+    held-out split."""
+    import keras
+
+    from training.config import TrainConfig
+    from training.data import load_arrays
+
+    config = TrainConfig.load(config_path)
+    _, _, x_val, y_val, _ = load_arrays(config)
+    model = keras.saving.load_model(model_path, compile=False)
+    logits = model.predict(x_val, verbose=0)[-1]
+    return float((logits.argmax(1) == y_val).mean()), model, x_val
+
+
 def run_module(args, *, env=None, timeout=600, cwd=REPO, module="training.cifar"):
     """Runs `python -m training.cifar ARGS` in a subprocess; returns the CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
