@@ -46,7 +46,8 @@ RUN_FLAGS = ["--data", "synthetic", "--synthetic-examples", "16", "--image-size"
              "--dropout", "0", "--aux-dropout", "0", "--lr", "0.01", "--seed", "1",
              "--precision", "float32", "--pipeline", "numpy", "--no-export", "--verbose", "0"]
 
-NETWORKS = {"batchnorm": [], "no_batchnorm": ["--no-batch-norm"]}
+#: The two networks compared, by name: their `training.cifar` flags.
+NETWORKS = {"batchnorm": RUN_FLAGS, "no_batchnorm": [*RUN_FLAGS, "--no-batch-norm"]}
 
 
 def weight_difference(a, b):
@@ -185,12 +186,11 @@ def main(argv=None):
 
     load_start = load_average()
     results = {}
-    networks = {network: [*RUN_FLAGS, *extra] for network, extra in NETWORKS.items()}
     runs = {}
     if args.processes:
         with tempfile.TemporaryDirectory(prefix="reduction-order-") as workdir:
-            runs = one_and_two_processes(networks, args.steps, workdir)
-    for network, flags in networks.items():
+            runs = one_and_two_processes(NETWORKS, args.steps, workdir)
+    for network, flags in NETWORKS.items():
         row = {"permutations": summarize(*permutations(flags, args.permutations, args.steps))}
         if args.processes:
             (l1, w1), (l2, w2) = runs[network]["one"], runs[network]["two"]

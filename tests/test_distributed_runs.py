@@ -19,7 +19,7 @@ import pytest
 from distributed_helpers import JAX_TEST_ENV, TINY, cluster, digest, finish, start_processes
 from training_helpers import last_wins
 
-from benchmarks.reduction_order import NETWORKS, RUN_FLAGS, one_and_two_processes
+from benchmarks.reduction_order import NETWORKS, one_and_two_processes
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,7 @@ def one_and_two(tmp_path_factory):
     them, so the two differ only in the order of the floating-point sums), for the
     network with and without BatchNorm, trained one after the other by the same
     processes; `{network: {"one": (losses, weights), "two": ...}}`."""
-    networks = {network: [*RUN_FLAGS, *extra] for network, extra in NETWORKS.items()}
-    return one_and_two_processes(networks, 3, tmp_path_factory.mktemp("one_and_two"),
+    return one_and_two_processes(NETWORKS, 3, tmp_path_factory.mktemp("one_and_two"),
                                  env=JAX_TEST_ENV)
 
 

@@ -35,11 +35,11 @@ sys.exit(main(sys.argv[1:]))
 def mirrored(tmp_path_factory):
     """A 1-epoch `--strategy mirrored` run on two logical CPUs with `--tta-flip` and
     `--ema` (their evaluations run under the strategy too) and its SavedModel
-    export; its root folder. Checked for agreement with the reported accuracy here."""
+    export; its root folder."""
     root = tmp_path_factory.mktemp("mirrored")
     data = make_image_folder(root / "data", per_class=10)  # 3 held-out images: odd
     args = run_args(root, "mirrored", data, "--epochs", "1", "--strategy", "mirrored",
-                 "--tta-flip", "--ema")
+                    "--tta-flip", "--ema")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -90,7 +90,7 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
     folder = make_image_folder(tmp_path / "data", per_class=10)
     archive = make_archive(folder, tmp_path / "d.tar.xz")
     folder_args = run_args(tmp_path, "jax-folder", archive, "--epochs", "1",
-                        "--strategy", "data-parallel")
+                           "--strategy", "data-parallel")
     synthetic_args = ["--name", "jax-synthetic", "--data", "synthetic",
                       "--synthetic-examples", "64", "--runs-dir", str(tmp_path / "runs"),
                       "--export-dir", str(tmp_path / "saved"), "--epochs", "1", *TINY,

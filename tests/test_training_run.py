@@ -276,7 +276,7 @@ def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):
     data = make_image_folder(tmp_path / "data", per_class=20)  # 3 steps per epoch
     # Eager: this checks the callback wiring, not compilation (and saves the trace time).
     args = run_args(tmp_path, "nan", data, "--epochs", "2", "--no-export", "--lr", "1e30",
-                 "--warmup-epochs", "0", "--run-eagerly")
+                    "--warmup-epochs", "0", "--run-eagerly")
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss became NaN or infinite at epoch" in err[0]
