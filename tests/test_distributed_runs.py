@@ -22,20 +22,19 @@ from training_helpers import last_wins
 from benchmarks.reduction_order import NETWORKS, one_and_two_processes
 
 
-@pytest.fixture(scope="module")
-def one_and_two(tmp_path_factory):
+def _one_and_two_processes(tmp_path, network):
     """The runs of `benchmarks.reduction_order` (one global batch that is the whole
     training set of 16 examples, no augmentation or dropout, lr 0.01, 3 steps: a
     two-process step sees the same 16 examples as the one-process step, 8 + 8 of
-    them, so the two differ only in the order of the floating-point sums), for the
-    network with and without BatchNorm, trained one after the other by the same
-    processes; `{network: {"one": (losses, weights), "two": ...}}`."""
-    return one_and_two_processes(NETWORKS, 3, tmp_path_factory.mktemp("one_and_two"),
-                                 env=JAX_TEST_ENV)
+    them, so the two differ only in the order of the floating-point sums) of one
+    of its `NETWORKS`; `{"one": (losses, weights), "two": ...}`. One network per
+    test: both in one fixture took 112 s in a CI run, over the 90 s a test may."""
+    runs = one_and_two_processes({network: NETWORKS[network]}, 3, tmp_path, env=JAX_TEST_ENV)
+    return runs[network]
 
 
 @pytest.mark.slow
-def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(one_and_two):
+def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(tmp_path):
     """The 2014 network (LRN, no BatchNorm): the weights agree.
 
     Tolerance: 2e-3 of each tensor's largest magnitude after the 3 steps. Measured
@@ -44,7 +43,7 @@ def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(one_an
     examples in other orders differs from itself: only the order of the sums
     differs. The training loss of every step agrees to 1e-5 (measured: 7e-8).
     """
-    runs = one_and_two["no_batchnorm"]
+    runs = _one_and_two_processes(tmp_path, "no_batchnorm")
     (loss1, w1), (loss2, w2) = runs["one"], runs["two"]
     assert len(w1) == len(w2) and len(loss1) == len(loss2) == 3
     for a, b in zip(w1, w2):
@@ -54,7 +53,7 @@ def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(one_an
 
 
 @pytest.mark.slow
-def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(one_and_two):
+def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(tmp_path):
     """The default network (BatchNorm over the global batch of 16): the losses agree.
 
     The first step starts from the same weights, so its loss (BatchNorm statistics
@@ -66,7 +65,7 @@ def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(one_a
     and 3 agree within 1e-3 and 5e-3 (relative): one process's permuted batches
     spread them by up to 1.5e-5 and 5.2e-4, one vs two processes by 1.0e-5 and 8.7e-4.
     """
-    runs = one_and_two["batchnorm"]
+    runs = _one_and_two_processes(tmp_path, "batchnorm")
     (loss1, _), (loss2, _) = runs["one"], runs["two"]
     assert len(loss1) == len(loss2) == 3
     for step, (a, b, rtol) in enumerate(zip(loss1, loss2, (1e-5, 1e-3, 5e-3)), start=1):
