@@ -105,6 +105,20 @@ def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path):
     assert resumed.resume_differences(started) == []
 
 
+def test_bad_data_stops_a_run_before_the_measurement(tmp_path, monkeypatch):
+    from training import trainer
+    from training.data import DataError
+
+    calibrated = []
+    monkeypatch.setattr(trainer, "calibrate", lambda config: calibrated.append(config) or config)
+    (tmp_path / "data" / "images").mkdir(parents=True)  # no train/ folder
+    config = TrainConfig(data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"),
+                         cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="has no train/ folder"):
+        trainer.train(config)
+    assert calibrated == [] and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.backends("tensorflow")
 def test_the_measurement_times_both_precisions_of_the_run_model(tmp_path):
     config = _bf16_by_rule(tmp_path, model=default_model(width=0.0625), image_size=16,

@@ -69,9 +69,13 @@ def train(config, callbacks=()):
         TrainingDiverged: If the loss becomes NaN or infinite.
         ExportFailed: If the SavedModel export fails (the same call retries it).
     """
+    from training.data import check_source  # here, as in calibrate: after the CLI set-up
+
     started = time.time()
     initialize(config)  # --strategy multi-worker: before anything else uses the backend
-    config = calibrate(config.resolve())
+    config = config.resolve()
+    check_source(config)  # bad data stops here, not after the measurement (tens of seconds)
+    config = calibrate(config)
     check_same_settings(config)
     callbacks = [*callbacks, *process_callbacks()]  # multi-worker: print the weights' digest
     if not is_chief():

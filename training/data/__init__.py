@@ -4,7 +4,8 @@ Every source is decoded once into uint8 NHWC arrays in memory (`load_arrays`);
 `build_datasets` then feeds them to `model.fit`, augmenting on the fly. One
 role per module:
 
-- `sources`: the TFDS, folder and synthetic loaders (`load_arrays`);
+- `sources`: the TFDS, folder and synthetic loaders (`load_arrays`), and
+  `check_source`, a run's quick check of its folder or archive;
 - `archives`: `resolve_data_dir`, safe extraction of archives into a cache;
 - `decoding`: threaded decoding of file lists (`keras_googlenet._internal.images`);
 - `splits`: the seeded stratified held-out split and `--limit`;
@@ -22,7 +23,7 @@ from training.data.archives import ARCHIVE_SUFFIXES, resolve_data_dir
 from training.data.augmentation import Augmentation, augment
 from training.data.errors import DataError
 from training.data.pipelines import ArrayDataset, Datasets, build_datasets
-from training.data.sources import load_arrays
+from training.data.sources import check_source, load_arrays
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -32,6 +33,7 @@ __all__ = [
     "Datasets",
     "augment",
     "build_datasets",
+    "check_source",
     "load_arrays",
     "resolve_data_dir",
 ]

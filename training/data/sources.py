@@ -172,8 +172,24 @@ def _load_tfds(config, shard):
     return Arrays(x_train, y_train, x_val, y_val, list(names), source, [])
 
 
-def _load_folder(config, shard):
-    """`DIR/train/<class>/*` plus `DIR/val` or `DIR/test`, else a split of train."""
+def check_source(config):
+    """Raises `DataError` now if `--data-dir` cannot be a dataset.
+
+    The checks that need no decoding: an archive is extracted (into its cache,
+    where the run finds it again), then `train/` and its class folders are
+    checked. `training.trainer.train` calls it before anything slow (the
+    precision measurement), so bad data stops a run at once. TFDS and synthetic
+    data are checked when they load.
+
+    Args:
+        config: A resolved `TrainConfig`.
+    """
+    if config.data == "folder":
+        _folder_classes(config)
+
+
+def _folder_classes(config):
+    """`(root, train_dir, classes)` of `--data-dir`, its archive extracted, train/ checked."""
     root = resolve_data_dir(config.data_dir, config.cache_dir,
                             max_extract_mb=config.max_extract_mb,
                             max_extract_ratio=config.max_extract_ratio)
@@ -184,6 +200,12 @@ def _load_folder(config, shard):
         )
     classes = class_folders(train_dir)
     check_class_count(classes, train_dir)
+    return root, train_dir, classes
+
+
+def _load_folder(config, shard):
+    """`DIR/train/<class>/*` plus `DIR/val` or `DIR/test`, else a split of train."""
+    root, train_dir, classes = _folder_classes(config)
     files, labels = list_class_files(train_dir, classes)
     held_out = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if held_out is not None:
