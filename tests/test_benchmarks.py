@@ -1,26 +1,26 @@
 """Smoke tests of the benchmarks: tiny grids, the JSON they write, the
 PyTorch reference's parameter count. No timing assertions.
 
-The three command-line benchmarks are started together as subprocesses by one
-fixture (their start-up is mostly single-threaded, so they overlap well):
+The command-line benchmarks run as subprocesses, each on the first test that
+reads its result (`training_helpers.BenchmarkRuns`), among them:
 
-- `train_throughput --quick` on the current Keras backend (TensorFlow in CI);
+- `train_throughput --quick` on the current Keras backend (TensorFlow in CI), and
+  on JAX in bf16 with TensorFlow made unimportable (the GPU sessions' command);
 - `torch_reference --quick` with Keras on the torch backend and TensorFlow made
   unimportable, which checks that the benchmarks run without TensorFlow (the
   JAX-only GPU set-up) and keeps the test fast;
-- `inference_latency --quick` (TensorFlow: SavedModel and all four TFLite files).
+- `inference_latency --quick` (TensorFlow: SavedModel and all four TFLite files);
+- `android_peers --quick` and `precision_calibration --quick`.
 """
 
 import json
 import math
 import os
-import subprocess
 import sys
-import time
 
 import pytest
 import torch  # CI installs torch==2.13.0 (.ci/run); a missing torch fails these tests
-from training_helpers import CHEAP_XLA_FLAGS
+from training_helpers import CHEAP_XLA_FLAGS, BenchmarkRuns
 
 pytestmark = pytest.mark.slow  # every test reads benchmark runs in subprocesses
 
@@ -38,8 +38,8 @@ def _is_positive(value):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """`{name: (returncode, json, output)}` of each quick benchmark, each run on the
-    first test that asks for it (so each test's time is its own benchmark's)."""
+    """The quick benchmark commands (`BenchmarkRuns`: each runs on the first test
+    that asks for its result)."""
     tmp = tmp_path_factory.mktemp("bench")
     # An input-pipeline result for the JAX run to compare with (its own run of
     # benchmarks.input_pipeline is what test_training_benchmark.py checks).
@@ -52,16 +52,16 @@ def runs(tmp_path_factory):
     base = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     base.pop("KERAS_BACKEND", None)
     commands = {
-        "train_throughput": ([sys.executable, "-m", "benchmarks.train_throughput", "--quick",
+        "train_throughput": (["benchmarks.train_throughput", "--quick",
                               "--pipeline-json", str(tmp / "none.json"),
-                              "--output", str(tmp / "train.json")], base, tmp / "train.json"),
-        "torch_reference": ([sys.executable, "-m", "benchmarks.torch_reference", "--quick",
+                              "--output", str(tmp / "train.json")], base, tmp / "train.json", ()),
+        "torch_reference": (["benchmarks.torch_reference", "--quick",
                              "--keras-backends", "torch", "--output", str(tmp / "torch.json")],
                             dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
-                                 KERAS_BACKEND="torch"), tmp / "torch.json"),
+                                 KERAS_BACKEND="torch"), tmp / "torch.json", ()),
         # The GPU sessions' command (JAX, bf16, utilisation), shrunk, with TensorFlow
         # hidden: the benchmark must run where TensorFlow is not installed.
-        "train_throughput_jax": ([sys.executable, "-m", "benchmarks.train_throughput",
+        "train_throughput_jax": (["benchmarks.train_throughput",
                                   "--backends", "jax", "--jit", "on",
                                   "--precisions", "mixed_bfloat16", "--inputs", "cifar:32",
                                   "--widths", "0.125", "--batch-sizes", "8", "--steps", "2",
@@ -71,37 +71,17 @@ def runs(tmp_path_factory):
                                   "--output", str(tmp / "jax.json")],
                                  dict(base, PYTHONPATH=f"{no_tf}{os.pathsep}{ROOT}",
                                       KERAS_BACKEND="jax", XLA_FLAGS=CHEAP_XLA_FLAGS),
-                                 tmp / "jax.json"),
-        "inference_latency": ([sys.executable, "-m", "benchmarks.inference_latency", "--quick",
+                                 tmp / "jax.json", ()),
+        "inference_latency": (["benchmarks.inference_latency", "--quick",
                                "--output", str(tmp / "latency.json")], base,
-                              tmp / "latency.json"),
-        "android_peers": ([sys.executable, "-m", "benchmarks.android_peers", "--quick",
-                           "--output", str(tmp / "peers.json")], base, tmp / "peers.json"),
-        "precision_calibration": ([sys.executable, "-m", "benchmarks.precision_calibration",
+                              tmp / "latency.json", ()),
+        "android_peers": (["benchmarks.android_peers", "--quick",
+                           "--output", str(tmp / "peers.json")], base, tmp / "peers.json", ()),
+        "precision_calibration": (["benchmarks.precision_calibration",
                                    "--quick", "--output", str(tmp / "calibration.json")], base,
-                                  tmp / "calibration.json"),
+                                  tmp / "calibration.json", ()),
     }
-    return _LazyRuns(commands)
-
-
-class _LazyRuns(dict):
-    """Runs a benchmark command the first time its result is looked up."""
-
-    def __init__(self, commands):
-        super().__init__()
-        self.commands = commands
-
-    def __missing__(self, name):
-        cmd, env, path = self.commands[name]
-        try:
-            done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=900)
-            code, output = done.returncode, done.stdout
-        except subprocess.TimeoutExpired as e:
-            code, output = None, f"timed out after 900 s: {e.output or ''}"
-        doc = json.loads(path.read_text()) if path.exists() else None
-        self[name] = (code, doc, output)
-        return self[name]
+    return BenchmarkRuns(commands)
 
 
 def _check_common(doc, name):
@@ -127,7 +107,7 @@ def _check_training_row(row):
 
 
 def test_train_throughput_quick(runs):
-    code, doc, output = runs["train_throughput"]
+    code, output, doc = runs.result("train_throughput")
     assert code == 0, output[-3000:]
     _check_common(doc, "train_throughput")
     assert "6 x forward multiply-adds" in doc["flop_convention"]
@@ -143,7 +123,7 @@ def test_train_throughput_quick(runs):
 
 
 def test_train_throughput_on_jax_in_bfloat16_without_tensorflow(runs):
-    code, doc, output = runs["train_throughput_jax"]
+    code, output, doc = runs.result("train_throughput_jax")
     assert code == 0, output[-3000:]
     _check_common(doc, "train_throughput")
     (row,) = doc["results"]
@@ -164,7 +144,7 @@ def test_train_throughput_on_jax_in_bfloat16_without_tensorflow(runs):
 
 
 def test_torch_reference_quick_without_tensorflow(runs):
-    code, doc, output = runs["torch_reference"]
+    code, output, doc = runs.result("torch_reference")
     assert code == 0, output[-3000:]
     _check_common(doc, "torch_reference")
     rows = {r["framework"]: r for r in doc["results"]}
@@ -180,7 +160,7 @@ def test_torch_reference_quick_without_tensorflow(runs):
 
 
 def test_inference_latency_quick(runs):
-    code, doc, output = runs["inference_latency"]
+    code, output, doc = runs.result("inference_latency")
     assert code == 0, output[-3000:]
     _check_common(doc, "inference_latency")
     rows = doc["results"]
@@ -198,7 +178,7 @@ def test_inference_latency_quick(runs):
 
 
 def test_android_peers_quick(runs):
-    code, doc, output = runs["android_peers"]
+    code, output, doc = runs.result("android_peers")
     assert code == 0, output[-3000:]
     _check_common(doc, "android_peers")
     rows = {r["model"]: r for r in doc["results"]}
@@ -214,7 +194,7 @@ def test_android_peers_quick(runs):
 
 
 def test_precision_calibration_quick(runs):
-    code, doc, output = runs["precision_calibration"]
+    code, output, doc = runs.result("precision_calibration")
     assert code == 0, output[-3000:]
     _check_common(doc, "precision_calibration")
     (row,) = doc["results"]

@@ -2,14 +2,11 @@
 `train_throughput --processes 1,2` (images/s of one against two processes, and
 the timed all-reduce), `scaling_model` on its output, `reduction_order --quick`."""
 
-import json
 import math
-import subprocess
-import sys
 
 import pytest
 from distributed_helpers import JAX_TEST_ENV
-from training_helpers import REPO, no_tensorflow_env
+from training_helpers import BenchmarkRuns, no_tensorflow_env
 
 from benchmarks import scaling_model
 
@@ -27,33 +24,15 @@ def runs(tmp_path_factory):
              "1,2", "--inputs", "cifar:32", "--widths", "0.125", "--batch-sizes", "8",
              "--steps", "2", "--warmup-steps", "1", "--repeats", "1",
              "--pipeline-json", "", "--output", str(throughput)],  # no pipeline comparison
-            throughput, ()),
+            env, throughput, ()),
         # The scaling model reads the throughput's JSON: that one runs first.
         "scaling_model": (["benchmarks.scaling_model", "--throughput", str(throughput),
-                           "--output", str(tmp / "scaling.json")], tmp / "scaling.json",
+                           "--output", str(tmp / "scaling.json")], env, tmp / "scaling.json",
                           ("train_throughput",)),
         "reduction_order": (["benchmarks.reduction_order", "--quick", "--output",
-                             str(tmp / "order.json")], tmp / "order.json", ()),
+                             str(tmp / "order.json")], env, tmp / "order.json", ()),
     }
-    return _Runs(commands, env)
-
-
-class _Runs:
-    def __init__(self, commands, env):
-        self.commands, self.env, self.done = commands, env, {}
-
-    def result(self, name):
-        """`(returncode, output, json or None)` of the command `name`."""
-        if name not in self.done:
-            command, path, needs = self.commands[name]
-            for other in needs:
-                self.result(other)
-            done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=self.env,
-                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=900)
-            doc = json.loads(path.read_text()) if path.exists() else None
-            self.done[name] = (done.returncode, done.stdout, doc)
-        return self.done[name]
+    return BenchmarkRuns(commands)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -145,6 +146,36 @@ def heldout_accuracy(model_path, config_path):
     model = keras.saving.load_model(model_path, compile=False)
     logits = model.predict(x_val, verbose=0)[-1]
     return float((logits.argmax(1) == y_val).mean()), model, x_val
+
+
+class BenchmarkRuns:
+    """Benchmark commands, each run the first time a test asks for its result, so
+    that each test's time is its own benchmark's.
+
+    Args:
+        commands: `{name: (arguments after "python -m", env, JSON path, names that
+            must run first)}`.
+    """
+
+    def __init__(self, commands, timeout=900):
+        self.commands, self.timeout, self.done = commands, timeout, {}
+
+    def result(self, name):
+        """`(returncode or None on a timeout, output, the JSON it wrote or None)`."""
+        if name not in self.done:
+            args, env, path, needs = self.commands[name]
+            for other in needs:
+                self.result(other)
+            try:
+                done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, timeout=self.timeout)
+                code, output = done.returncode, done.stdout
+            except subprocess.TimeoutExpired as e:
+                code, output = None, f"timed out after {self.timeout} s: {e.output or ''}"
+            doc = json.loads(Path(path).read_text()) if Path(path).exists() else None
+            self.done[name] = (code, output, doc)
+        return self.done[name]
 
 
 def run_module(args, *, env=None, timeout=600, cwd=REPO, module="training.cifar"):
