@@ -99,14 +99,17 @@ for args in json.loads(sys.argv[1]):
 """
 
 
-def one_and_two_processes(networks, steps, workdir, env=None):
+def train_processes(networks, steps, workdir, processes, env=None):
     """Trains every network of `networks` (name -> `training.cifar` flags) for
-    `steps` steps with two processes, then with one, each process training the
-    networks one after the other (the processes and their start-up are shared;
-    each run seeds itself), with the extra environment variables `env`.
+    `steps` steps in one run of `processes` (1 or 2) processes under
+    `workdir/<processes>/`, each process training the networks one after the other
+    (the processes and their start-up are shared; each run seeds itself), with the
+    extra environment variables `env`.
 
     Returns:
-        `{name: {"one": (losses, weights), "two": (losses, weights)}}`.
+        `{name: (losses, weights, digests)}`: the chief's loss per step and saved
+        weights, and each process's digest of its final weights
+        (`training.distributed.weights_digest`; none from one process).
     """
     import keras
 
@@ -114,34 +117,40 @@ def one_and_two_processes(networks, steps, workdir, env=None):
 
     env = dict(os.environ, **(env or {}), KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
         p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    cluster = ["--strategy", "multi-worker", "--num-processes", "2",
-               "--job-addresses", f"127.0.0.1:{free_port()}"]
-
-    def command(runs_dir, *extra):
-        runs = [[*flags, "--epochs", str(steps), "--name", name, "--runs-dir", runs_dir, *extra]
-                for name, flags in networks.items()]
-        return [sys.executable, "-c", _RUNS, json.dumps(runs)]
-
-    procs = [subprocess.Popen(command(f"{workdir}/two", *cluster, "--process-id", str(i)),
-                              env=env, cwd=workdir, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-             for i in (0, 1)]
-    errors = [p.communicate(timeout=900)[1] for p in procs]
-    one = subprocess.run(command(f"{workdir}/one"), env=env, cwd=workdir,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
-    if any(p.returncode for p in procs) or one.returncode:
+    runs_dir = f"{workdir}/{processes}"
+    cluster = [] if processes == 1 else [
+        "--strategy", "multi-worker", "--num-processes", str(processes),
+        "--job-addresses", f"127.0.0.1:{free_port()}"]
+    runs = [[*flags, "--epochs", str(steps), "--name", name, "--runs-dir", runs_dir, *cluster]
+            for name, flags in networks.items()]
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _RUNS, json.dumps(
+            [[*run, "--process-id", str(i)] if cluster else run for run in runs])],
+        env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(processes)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    if any(p.returncode for p in procs):
         raise RuntimeError("a training run failed: " + " | ".join(
-            e.strip().splitlines()[-1] for e in [*errors, one.stderr] if e.strip()))
+            err.strip().splitlines()[-1] for _, err in outputs if err.strip()))
     out = {}
-    for name in networks:
-        out[name] = {}
-        for processes in ("one", "two"):
-            run_dir = Path(workdir) / processes / name
-            with open(run_dir / "history.csv", newline="") as f:
-                losses = [float(row["loss"]) for row in csv.DictReader(f)]
-            model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-            out[name][processes] = (losses, model.get_weights())
+    for k, name in enumerate(networks):
+        run_dir = Path(runs_dir) / name
+        with open(run_dir / "history.csv", newline="") as f:
+            losses = [float(row["loss"]) for row in csv.DictReader(f)]
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        # Each process prints one digest per run, in the order of the runs.
+        digests = [[line.rsplit(" ", 1)[-1] for line in stdout.splitlines()
+                    if " weights sha256 " in line][k] for stdout, _ in outputs] if cluster else []
+        out[name] = (losses, model.get_weights(), digests)
     return out
+
+
+def one_and_two_processes(networks, steps, workdir, env=None):
+    """`train_processes` with two processes, then with one:
+    `{name: {"one": (losses, weights), "two": (losses, weights)}}`."""
+    two = train_processes(networks, steps, workdir, 2, env)
+    one = train_processes(networks, steps, workdir, 1, env)
+    return {name: {"one": one[name][:2], "two": two[name][:2]} for name in networks}
 
 
 def summarize(losses, weights):

@@ -19,22 +19,43 @@ import pytest
 from distributed_helpers import JAX_TEST_ENV, TINY, cluster, digest, finish, start_processes
 from training_helpers import last_wins
 
-from benchmarks.reduction_order import NETWORKS, one_and_two_processes
+from benchmarks.reduction_order import NETWORKS, train_processes
+from training.distributed import weights_digest
 
 
-def _one_and_two_processes(tmp_path, network):
-    """The runs of `benchmarks.reduction_order` (one global batch that is the whole
-    training set of 16 examples, no augmentation or dropout, lr 0.01, 3 steps: a
-    two-process step sees the same 16 examples as the one-process step, 8 + 8 of
-    them, so the two differ only in the order of the floating-point sums) of one
-    of its `NETWORKS`; `{"one": (losses, weights), "two": ...}`. One network per
-    test: both in one fixture took 112 s in a CI run, over the 90 s a test may."""
-    runs = one_and_two_processes({network: NETWORKS[network]}, 3, tmp_path, env=JAX_TEST_ENV)
-    return runs[network]
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The two-process runs of `benchmarks.reduction_order` (one global batch that is
+    the whole training set of 16 examples, no augmentation or dropout, lr 0.01, 3
+    steps: a two-process step sees the same 16 examples as the one-process step, 8 +
+    8 of them, so the two differ only in the order of the floating-point sums), both
+    `NETWORKS` one after the other in the same two processes:
+    `{network: (losses, weights, digests)}`. Its own fixture, read first by a test
+    of its own, so that no test waits for both this and `one_process` (the two in one
+    fixture took 112 s in a CI run, over the 90 s a test may)."""
+    return train_processes(NETWORKS, 3, tmp_path_factory.mktemp("two"), 2, env=JAX_TEST_ENV)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The same runs in one process: `{network: (losses, weights, [])}`."""
+    return train_processes(NETWORKS, 3, tmp_path_factory.mktemp("one"), 1, env=JAX_TEST_ENV)
 
 
 @pytest.mark.slow
-def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(tmp_path):
+def test_two_processes_end_each_run_with_the_same_weights_as_the_saved_model(two_processes):
+    """Both processes hold the same weights, bit for bit, after each of the two runs
+    they trained one after the other, and they are the weights the chief saved."""
+    for network, (losses, weights, digests) in two_processes.items():
+        assert len(losses) == 3 and all(np.isfinite(losses)), (network, losses)
+        assert len(digests) == 2 and digests[0] == digests[1], (network, digests)
+        saved = types.SimpleNamespace(get_weights=lambda: weights)
+        assert weights_digest(saved) == digests[0], network
+
+
+@pytest.mark.slow
+def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(two_processes,
+                                                                          one_process):
     """The 2014 network (LRN, no BatchNorm): the weights agree.
 
     Tolerance: 2e-3 of each tensor's largest magnitude after the 3 steps. Measured
@@ -43,8 +64,7 @@ def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(tmp_pa
     examples in other orders differs from itself: only the order of the sums
     differs. The training loss of every step agrees to 1e-5 (measured: 7e-8).
     """
-    runs = _one_and_two_processes(tmp_path, "no_batchnorm")
-    (loss1, w1), (loss2, w2) = runs["one"], runs["two"]
+    (loss1, w1, _), (loss2, w2, _) = one_process["no_batchnorm"], two_processes["no_batchnorm"]
     assert len(w1) == len(w2) and len(loss1) == len(loss2) == 3
     for a, b in zip(w1, w2):
         scale = max(float(np.abs(a).max()), 1e-3)
@@ -53,7 +73,8 @@ def test_without_batchnorm_two_processes_reach_the_weights_of_one_process(tmp_pa
 
 
 @pytest.mark.slow
-def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(tmp_path):
+def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(two_processes,
+                                                                           one_process):
     """The default network (BatchNorm over the global batch of 16): the losses agree.
 
     The first step starts from the same weights, so its loss (BatchNorm statistics
@@ -65,8 +86,7 @@ def test_with_batchnorm_two_processes_follow_the_loss_curve_of_one_process(tmp_p
     and 3 agree within 1e-3 and 5e-3 (relative): one process's permuted batches
     spread them by up to 1.5e-5 and 5.2e-4, one vs two processes by 1.0e-5 and 8.7e-4.
     """
-    runs = _one_and_two_processes(tmp_path, "batchnorm")
-    (loss1, _), (loss2, _) = runs["one"], runs["two"]
+    loss1, loss2 = one_process["batchnorm"][0], two_processes["batchnorm"][0]
     assert len(loss1) == len(loss2) == 3
     for step, (a, b, rtol) in enumerate(zip(loss1, loss2, (1e-5, 1e-3, 5e-3)), start=1):
         assert b == pytest.approx(a, rel=rtol), (step, loss1, loss2)
