@@ -24,14 +24,13 @@ JSON document and prints a markdown table.
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.workers import free_port
+from benchmarks.workers import free_port, training_runs_command
 from keras_googlenet._internal.environment import load_average
 from keras_googlenet._internal.fileio import atomic_write_json
 
@@ -87,18 +86,6 @@ def permutations(flags, count, steps):
     return losses, weights
 
 
-#: A process that trains one `training.cifar` run per command line it is given,
-#: in order (a multi-worker process joins its cluster once, at the first run).
-_RUNS = """
-import json, sys
-from training.cifar import main
-for args in json.loads(sys.argv[1]):
-    status = main(args)
-    if status:
-        sys.exit(status)
-"""
-
-
 def train_processes(networks, steps, workdir, processes, env=None):
     """Trains every network of `networks` (name -> `training.cifar` flags) for
     `steps` steps in one run of `processes` (1 or 2) processes under
@@ -124,8 +111,8 @@ def train_processes(networks, steps, workdir, processes, env=None):
     runs = [[*flags, "--epochs", str(steps), "--name", name, "--runs-dir", runs_dir, *cluster]
             for name, flags in networks.items()]
     procs = [subprocess.Popen(
-        [sys.executable, "-c", _RUNS, json.dumps(
-            [[*run, "--process-id", str(i)] if cluster else run for run in runs])],
+        training_runs_command([[*run, "--process-id", str(i)] if cluster else run
+                               for run in runs]),
         env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(processes)]
     outputs = [p.communicate(timeout=900) for p in procs]

@@ -19,6 +19,9 @@ creating the data iterator) and stops when the last step's loss is available, so
 a repeat times `steps - 1` steps (see `benchmarks.runners`).
 
 This module imports no framework: a worker only loads the framework its case uses.
+It also gives the command of a process that trains several `training.cifar`
+runs one after the other (`TRAINING_RUNS`: the reduction-order benchmark's and
+the tests' multi-run processes).
 """
 
 import json
@@ -38,6 +41,29 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The module a worker process runs.
 WORKER_MODULE = "benchmarks.runners"
+
+#: A process that trains one `python -m training.cifar` run per command line
+#: (`sys.argv[1]`: a JSON list of argument lists), in order, and exits with the
+#: first failure's status. The runs share the process's start-up (imports; a
+#: multi-worker process joins its cluster once, at its first run). Its last line
+#: says whether TensorFlow was imported (a run on JAX need not import it).
+TRAINING_RUNS = """
+import json, sys
+from training.cifar import main
+status = 0
+for args in json.loads(sys.argv[1]):
+    status = main(args)
+    if status:
+        break
+print("tensorflow imported:", "tensorflow" in sys.modules)
+sys.exit(status)
+"""
+
+
+def training_runs_command(runs):
+    """The command line of a `TRAINING_RUNS` process that trains `runs` (lists of
+    `training.cifar` flags)."""
+    return [sys.executable, "-c", TRAINING_RUNS, json.dumps(runs)]
 
 
 class _Worker:

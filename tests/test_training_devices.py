@@ -20,6 +20,8 @@ from training_helpers import (
     run_args,
 )
 
+from benchmarks.workers import training_runs_command
+
 
 _MIRRORED = """
 import sys
@@ -72,16 +74,6 @@ def test_a_mirrored_run_exports_its_saved_model(mirrored):
     np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(expected), atol=1e-5)
 
 
-_JAX_RUNS = """
-import json, sys
-from training.cifar import main
-folder_args, synthetic_args = json.loads(sys.argv[1])
-status = main(folder_args) or main(synthetic_args)
-print("tensorflow imported:", "tensorflow" in sys.modules)
-sys.exit(status)
-"""
-
-
 @pytest.mark.slow
 def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path):
     import jax  # noqa: F401  (in the test extra: a missing JAX fails, not skips)
@@ -99,8 +91,7 @@ def test_jax_without_tensorflow_trains_from_a_folder_and_synthetic_data(tmp_path
     xla_flags = f"--xla_force_host_platform_device_count=2 {CHEAP_XLA_FLAGS}"
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS=xla_flags,
                PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{REPO}")
-    runs = json.dumps([folder_args, synthetic_args])
-    proc = subprocess.run([sys.executable, "-c", _JAX_RUNS, runs],
+    proc = subprocess.run(training_runs_command([folder_args, synthetic_args]),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tensorflow imported: False" in proc.stdout
