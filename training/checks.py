@@ -16,7 +16,7 @@ from keras_googlenet.architecture import MIN_INPUT_SIZE
 from keras_googlenet.pretrained import PRETRAINED_WEIGHTS, argument_conflicts, weights_entry
 from keras_googlenet.torch_weights import TORCH_SUFFIXES
 from keras_googlenet._internal.values import is_int
-from training.fields import rule
+from training.fields import must_be, rule
 
 
 #: A run name: a plain folder name.
@@ -84,7 +84,7 @@ BOOLEAN = rule(lambda v: v in (True, False), "a boolean")
 
 def first_failure(checks):
     """The message of the first failing `(flag, value, valid, requirement)`, or None."""
-    return next((f"{flag} must be {requirement}; got {value!r}"
+    return next((must_be(flag, requirement, repr(value))
                  for flag, value, valid, requirement in checks if not valid), None)
 
 

@@ -53,6 +53,7 @@ from training.fields import (
     from_json,
     label_of,
     legacy_values,
+    must_be,
     nested,
     resume_independent,
     rule,
@@ -403,7 +404,7 @@ class TrainConfig:
         except ValueError as e:
             if not hasattr(e, "argument"):  # keras_googlenet._internal.values.invalid_argument's
                 raise
-            return f"{label_of(type(self), e.argument)} must be {e.requirement}; got {e.value!r}"
+            return must_be(label_of(type(self), e.argument), e.requirement, repr(e.value))
         return None
 
     def model_config(self, num_classes):

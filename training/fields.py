@@ -62,7 +62,13 @@ class Check:
         requirement = self.requirement
         if callable(requirement):
             requirement = requirement(config)
-        return f"{label} must be {requirement}; got {self.shown(value)}"
+        return must_be(label, requirement, self.shown(value))
+
+
+def must_be(label, requirement, shown):
+    """The one-line message of a bad setting: `LABEL must be REQUIREMENT; got SHOWN`
+    (`shown`: the value as the message writes it, e.g. its repr)."""
+    return f"{label} must be {requirement}; got {shown}"
 
 
 def rule(predicate, requirement, shown=repr):
