@@ -101,6 +101,7 @@ def train_processes(networks, steps, workdir, processes, env=None):
     import keras
 
     import keras_googlenet  # noqa: F401 (registers its layers for load_model)
+    from training.distributed import printed_digests
 
     env = dict(os.environ, **(env or {}), KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
         p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
@@ -125,9 +126,8 @@ def train_processes(networks, steps, workdir, processes, env=None):
         with open(run_dir / "history.csv", newline="") as f:
             losses = [float(row["loss"]) for row in csv.DictReader(f)]
         model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-        # Each process prints one digest per run, in the order of the runs.
-        digests = [[line.rsplit(" ", 1)[-1] for line in stdout.splitlines()
-                    if " weights sha256 " in line][k] for stdout, _ in outputs] if cluster else []
+        digests = [printed_digests(stdout, i, processes)[k]
+                   for i, (stdout, _) in enumerate(outputs)] if cluster else []
         out[name] = (losses, model.get_weights(), digests)
     return out
 

@@ -11,6 +11,7 @@ import tempfile
 from training_helpers import CHEAP_XLA_FLAGS, REPO
 
 from benchmarks.workers import free_port  # noqa: F401 (the tests' too)
+from training.distributed import printed_digests
 
 #: A tiny run: two epochs of 64 synthetic images, global batch 16, two processes.
 TINY = ["--data", "synthetic", "--synthetic-examples", "64", "--image-size", "32",
@@ -79,7 +80,7 @@ def last_line(stderr):
 
 
 def digest(stdout, index, count=2):
-    """The weights digest process `index` printed (`training.distributed.weights_digest`)."""
-    prefix = f"Process {index} of {count}: weights sha256 "
-    [line] = [line for line in stdout.splitlines() if line.startswith(prefix)]
-    return line[len(prefix):].strip()
+    """The weights digest process `index` printed (`training.distributed.weights_digest`),
+    of a process that ran one `fit`."""
+    [printed] = printed_digests(stdout, index, count)
+    return printed

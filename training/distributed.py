@@ -322,6 +322,18 @@ def weights_digest(model):
     return digest.hexdigest()[:16]
 
 
+def _digest_prefix(index, count):
+    """The start of the line on which process `index` of `count` prints its digest."""
+    return f"Process {index} of {count}: weights sha256 "
+
+
+def printed_digests(output, index, count):
+    """The weights digests process `index` of `count` printed in `output` (its stdout),
+    one per `fit` it ran, in order (`process_callbacks`)."""
+    prefix = _digest_prefix(index, count)
+    return [line[len(prefix):].strip() for line in output.splitlines() if line.startswith(prefix)]
+
+
 def process_callbacks():
     """Callbacks every process adds in a multi-worker run (none in one process):
     at the end of each `fit`, each process prints the digest of its weights
@@ -332,8 +344,8 @@ def process_callbacks():
 
     class PrintWeightsDigest(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
-            print(f"Process {process_index()} of {process_count()}: weights sha256 "
-                  f"{weights_digest(self.model)}", flush=True)
+            print(_digest_prefix(process_index(), process_count()) + weights_digest(self.model),
+                  flush=True)
 
     return [PrintWeightsDigest()]
 
