@@ -5,7 +5,11 @@ weights; training runs, tuner searches and exports all write one, and
 `load_model_folder` rebuilds the model from any of them.
 """
 
+import dataclasses
+import functools
 import os
+
+import keras
 
 from keras_googlenet.config import MODEL_CONFIG_FILE, WEIGHT_FILES, WEIGHTS_FILE, GoogLeNetConfig
 from keras_googlenet._internal.fileio import atomic_save_weights
@@ -45,7 +49,10 @@ def check_weights_fit(model, config):
     """
     config = config.validate()
     mine = [(w.path, tuple(w.shape)) for w in model.weights]
-    expected = [(w.path, tuple(w.shape)) for w in build_model(config).weights]
+    # The classifier's activation has no weights (and may be a function, which
+    # JSON cannot hold).
+    shapes_of = dataclasses.replace(config, classifier_activation=None).to_json()
+    expected = _weight_shapes(shapes_of, keras.config.image_data_format())
     if [shape for _, shape in mine] != [shape for _, shape in expected]:
         first = next((f"{a[0]} {a[1]} against {b[1]}" for a, b in zip(mine, expected)
                       if a[1] != b[1]), f"{len(mine)} weights against {len(expected)}")
@@ -54,6 +61,20 @@ def check_weights_fit(model, config):
             f"Received: config={config}"
         )
     return config
+
+
+@functools.lru_cache(maxsize=16)
+def _weight_shapes(config_json, data_format):
+    """`(path, shape)` of each weight of the network a configuration builds.
+
+    Building a GoogLeNet takes about half a second; an export checks its
+    configuration up to three times (`check_model_config`, `save_model_folder`),
+    so each configuration (and image data format, which orders the shapes) is
+    built once a process.
+    """
+    del data_format  # a key only: build_model reads keras.config.image_data_format()
+    config = GoogLeNetConfig.from_json(config_json)
+    return tuple((w.path, tuple(w.shape)) for w in build_model(config).weights)
 
 
 def find_weights(directory):
