@@ -35,6 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 # Test files import `training_helpers` (beside this file) as a plain module.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# The export tests' trained model and images, defined here once: a session fixture
+# that each test file imports is a fixture of that file, set up again for each.
+from export_helpers import images, model  # noqa: E402,F401
+
+#: Test files that run on the same pytest-xdist worker, so that they share its
+#: session fixtures (a file's own module fixtures are built on one worker anyway):
+#: `--dist loadfile` with these files as one unit (`pytest_xdist_make_scheduler`).
+SAME_WORKER = (
+    ("tests/test_export.py", "tests/test_export_cli.py"),  # the fitted `model`
+)
+
 
 def current_backend():
     """The Keras backend this pytest process runs (KERAS_BACKEND, else TensorFlow)."""
@@ -62,6 +73,23 @@ def pytest_configure(config):
         "backends(*names): run only under these Keras backends; skipped (with the reason) "
         "under the others",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, the files of each `SAME_WORKER` group sent to one worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    unit = {path: group[0] for group in SAME_WORKER for path in group}
+
+    class FileGroups(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            path = super()._split_scope(nodeid)
+            return unit.get(path, path)
+
+    return FileGroups(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,8 +2,9 @@
 
 The models are tiny (CIFAR stem, width 0.125, 16x16 inputs, 3 classes),
 briefly fitted on easy synthetic images so that their predictions are
-confident and top-1 agreement is a meaningful check. The test files import the
-fixtures from here (`from export_helpers import model, images, ...`).
+confident and top-1 agreement is a meaningful check. The session fixtures
+(`model`, `images`) are defined once, in conftest.py, for every file; each test
+file imports the module fixtures it uses (`from export_helpers import workdir, ...`).
 """
 
 import os

@@ -21,10 +21,8 @@ from export_helpers import (  # noqa: F401 (fixtures)
     SIZE,
     assert_other_head,
     image_folder,
-    images,
     keras_probs,
     listing,
-    model,
     tiny_config,
     workdir,
 )
