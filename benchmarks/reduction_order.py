@@ -91,7 +91,7 @@ def train_processes(networks, steps, workdir, processes, env=None):
     `steps` steps in one run of `processes` (1 or 2) processes under
     `workdir/<processes>/`, each process training the networks one after the other
     (the processes and their start-up are shared; each run seeds itself), with the
-    extra environment variables `env`.
+    extra environment variables `env` (a `PYTHONPATH` in it comes after the repository).
 
     Returns:
         `{name: (losses, weights, digests)}`: the chief's loss per step and saved
@@ -103,8 +103,9 @@ def train_processes(networks, steps, workdir, processes, env=None):
     import keras_googlenet  # noqa: F401 (registers its layers for load_model)
     from training.distributed import printed_digests
 
-    env = dict(os.environ, **(env or {}), KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
-        p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    env = dict(os.environ, **(env or {}))
+    env.update(KERAS_BACKEND="jax", PYTHONPATH=os.pathsep.join(
+        p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p))
     runs_dir = f"{workdir}/{processes}"
     cluster = [] if processes == 1 else [
         "--strategy", "multi-worker", "--num-processes", str(processes),

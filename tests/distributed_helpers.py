@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from training_helpers import CHEAP_XLA_FLAGS, REPO
+from training_helpers import CHEAP_XLA_FLAGS, REPO, no_tensorflow_env
 
 from benchmarks.workers import free_port  # noqa: F401 (the tests' too)
 from training.distributed import printed_digests
@@ -47,10 +47,23 @@ JAX_CACHE_ENV = {
 JAX_TEST_ENV = {**JAX_CACHE_ENV, "XLA_FLAGS": CHEAP_XLA_FLAGS}
 
 
+def jax_env(folder):
+    """The environment of the tests' JAX `training.cifar` processes: `JAX_TEST_ENV`, the
+    repository on the path, and TensorFlow hidden as if it were not installed (its
+    `sitecustomize.py` written into `folder`), as on the GPU machines. Their runs need
+    none of it (synthetic data, the numpy pipeline, no export), but with it installed
+    `keras.utils.set_random_seed` imports it: 5.6 CPU s a process."""
+    return dict(no_tensorflow_env(folder), KERAS_BACKEND="jax", **JAX_TEST_ENV)
+
+
 def start(args, tmp_path, backend="jax"):
-    """`python -m training.cifar ARGS` in `tmp_path`, its output captured."""
-    env = dict(os.environ, KERAS_BACKEND=backend, **JAX_TEST_ENV,
-               PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
+    """`python -m training.cifar ARGS` in `tmp_path`, its output captured (on JAX
+    without TensorFlow, `jax_env`)."""
+    if backend == "jax":
+        env = jax_env(tmp_path / "hide_tensorflow")
+    else:
+        env = dict(os.environ, KERAS_BACKEND=backend, **JAX_TEST_ENV, PYTHONPATH=os.pathsep.join(
+            p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p))
     return subprocess.Popen([sys.executable, "-m", "training.cifar", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from distributed_helpers import JAX_TEST_ENV, TINY, cluster, digest, finish, start_processes
+from distributed_helpers import TINY, cluster, digest, finish, jax_env, start_processes
 from training_helpers import last_wins
 
 from benchmarks.reduction_order import NETWORKS, train_processes
@@ -33,13 +33,15 @@ def two_processes(tmp_path_factory):
     `{network: (losses, weights, digests)}`. Its own fixture, read first by a test
     of its own, so that no test waits for both this and `one_process` (the two in one
     fixture took 112 s in a CI run, over the 90 s a test may)."""
-    return train_processes(NETWORKS, 3, tmp_path_factory.mktemp("two"), 2, env=JAX_TEST_ENV)
+    workdir = tmp_path_factory.mktemp("two")
+    return train_processes(NETWORKS, 3, workdir, 2, env=jax_env(workdir / "hide_tensorflow"))
 
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     """The same runs in one process: `{network: (losses, weights, [])}`."""
-    return train_processes(NETWORKS, 3, tmp_path_factory.mktemp("one"), 1, env=JAX_TEST_ENV)
+    workdir = tmp_path_factory.mktemp("one")
+    return train_processes(NETWORKS, 3, workdir, 1, env=jax_env(workdir / "hide_tensorflow"))
 
 
 @pytest.mark.slow
