@@ -5,8 +5,8 @@ the timed all-reduce), `scaling_model` on its output, `reduction_order --quick`.
 import math
 
 import pytest
-from distributed_helpers import JAX_TEST_ENV
-from training_helpers import BenchmarkRuns, no_tensorflow_env
+from distributed_helpers import jax_env
+from training_helpers import BenchmarkRuns
 
 from benchmarks import scaling_model
 
@@ -15,8 +15,7 @@ from benchmarks import scaling_model
 def runs(tmp_path_factory):
     """The three benchmark commands, each run on the first test that needs it."""
     tmp = tmp_path_factory.mktemp("multi-worker-bench")
-    env = dict(no_tensorflow_env(tmp / "hide_tensorflow"), KERAS_BACKEND="jax",
-               TF_CPP_MIN_LOG_LEVEL="2", **JAX_TEST_ENV)
+    env = dict(jax_env(tmp / "hide_tensorflow"), TF_CPP_MIN_LOG_LEVEL="2")
     throughput = tmp / "throughput.json"
     commands = {
         "train_throughput": (
